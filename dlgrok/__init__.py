@@ -1,0 +1,1 @@
+"""dlgrok: decomposed learning and grokking in JAX/Flax."""
