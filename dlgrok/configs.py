@@ -1,0 +1,132 @@
+"""The experiment argument grammar shared by every experiments/*.py: `get_config('ffn,r32,f80,seeds=3')`.
+
+Tokens, comma-separated, any order: layer-group words; `rN` absolute ranks; `pX` rank percents (`p12.5`);
+`fX` train percent; `key=value` for any config field. Several ranks make a rank sweep in one cohort.
+"""
+import re
+
+import ml_collections
+
+PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
+
+
+class ConfigError(ValueError):
+  """A bad experiment argument or config value; the message names it and what is allowed."""
+
+
+def parse_number(text, what):
+  try:
+    x = float(text)
+  except ValueError:
+    raise ConfigError(f"{what}: {text!r} is not a number") from None
+  return x
+
+
+def parse_rank_token(tok):
+  """'r32' -> ('r', 32); 'p12.5' -> ('p', 12.5). Raises ConfigError for bad values."""
+  kind, val = tok[0], tok[1:]
+  x = parse_number(val, f"rank token {tok!r}")
+  if kind == "r":
+    if x != int(x) or x < 1:
+      raise ConfigError(f"rank {tok!r}: an absolute rank must be a whole number >= 1 (and <= the layer's full rank)")
+    return "r", int(x)
+  if not 0 < x <= 100:
+    raise ConfigError(f"rank percent {tok!r} is outside (0, 100]")
+  return "p", int(x) if x == int(x) else x
+
+
+def rank_token(kind, val):
+  return f"{kind}{val}"
+
+
+def split_tokens(arg):
+  return [t.strip() for t in (arg or "").split(",") if t.strip()]
+
+
+def coerce(config, key, text):
+  """Parses `text` as the type of config[key]."""
+  cur = config[key]
+  if isinstance(cur, bool):
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ConfigError(f"{key}={text}: expected true or false")
+    return text.lower() in ("true", "1")
+  if isinstance(cur, int):
+    x = parse_number(text, key)
+    if x != int(x):
+      raise ConfigError(f"{key}={text}: expected a whole number")
+    return int(x)
+  if isinstance(cur, float):
+    return parse_number(text, key)
+  return text
+
+
+def apply_arg(config, arg, group_words):
+  """Applies the argument string to `config` (an ml_collections.ConfigDict) and returns it."""
+  groups, ranks = [], []
+  for tok in split_tokens(arg):
+    if "=" in tok:
+      key, val = tok.split("=", 1)
+      if key not in config:
+        raise ConfigError(f"unknown config field {key!r}; fields: {', '.join(sorted(config.keys()))}")
+      config[key] = coerce(config, key, val)
+    elif tok in group_words:
+      groups.append(tok)
+    elif re.fullmatch(r"[rp][0-9.eE+-]+", tok):
+      ranks.append(rank_token(*parse_rank_token(tok)))
+    elif re.fullmatch(r"f[0-9.]+", tok):
+      pct = parse_number(tok[1:], f"train fraction {tok!r}")
+      if not 0 < pct < 100:
+        raise ConfigError(f"train fraction {tok!r} is outside (0, 100) percent")
+      config.frac = pct / 100
+    else:
+      raise ConfigError(
+          f"unknown token {tok!r}; allowed: group words {', '.join(group_words)}; "
+          "rN (rank), pX (percent of full rank), fX (train percent), key=value")
+  if groups:
+    config.group = ",".join(groups)
+  if ranks:
+    config.ranks = ",".join(ranks)
+  return config
+
+
+def base(**fields):
+  """A ConfigDict with the fields every experiment shares, updated with `fields`."""
+  c = ml_collections.ConfigDict()
+  c.task = ""
+  c.group = "none"
+  c.ranks = ""  # comma-separated rank tokens; empty = the paper's ranks for the group
+  c.baseline = True
+  c.seeds = 5
+  c.seed = 0
+  c.frac = 0.5
+  c.steps = 0.0  # 0 = the paper's step count for the train fraction
+  c.batch_size = 512
+  c.lr = 1e-3
+  c.weight_decay = 0.0
+  c.eval_points = 200
+  c.matmul_precision = "highest"
+  c.init = "torch"
+  c.data_dir = ""
+  c.progress_seconds = 10.0
+  c.update(fields)
+  return c
+
+
+def check_common(c):
+  """Checks the fields every task shares; raises ConfigError naming the bad value."""
+  if c.seeds < 1:
+    raise ConfigError(f"seeds={c.seeds}: need at least 1")
+  if not 0 < c.frac < 1:
+    raise ConfigError(f"frac={c.frac} is outside (0, 1)")
+  if c.batch_size < 1:
+    raise ConfigError(f"batch_size={c.batch_size}: need at least 1")
+  if c.eval_points < 1:
+    raise ConfigError(f"eval_points={c.eval_points}: need at least 1")
+  if c.matmul_precision not in PRECISIONS:
+    raise ConfigError(f"matmul_precision={c.matmul_precision!r}; allowed: {', '.join(PRECISIONS)}")
+  if c.lr <= 0:
+    raise ConfigError(f"lr={c.lr}: must be positive")
+  for tok in split_tokens(c.ranks):
+    if not re.fullmatch(r"[rp][0-9.eE+-]+", tok):
+      raise ConfigError(f"ranks={c.ranks!r}: {tok!r} is not a rank token (rN or pX)")
+    parse_rank_token(tok)

@@ -1,0 +1,118 @@
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from dlgrok import configs, tasks, train
+
+
+def get_config(name, arg):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments", f"{name}.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+def test_paper_defaults():
+  c = get_config("mod97", "ffn,r32")
+  task, r = train.resolve(c)
+  assert (r.p, r.op, r.frac, r.steps, r.seeds, r.lr, r.b1, r.b2, r.weight_decay, r.batch_size) == (
+      97, "x/y", 0.5, 1e6, 5, 1e-3, 0.9, 0.98, 0.0, 512)
+  cohorts = train.plan(r, task)
+  assert [(c.name, len(c.models)) for c in cohorts] == [("baseline", 5), ("ffn", 5)]
+  assert set(cohorts[1].max_ranks) == {f"block_{i}/ffn/{f}/kernel" for i in (0, 1) for f in ("fc1", "fc2")}
+
+
+@pytest.mark.parametrize("arg,frac,steps", [("f50", 0.5, 1e6), ("f65", 0.65, 1e5), ("f80", 0.8, 1e4),
+                                            ("f80,steps=123", 0.8, 123)])
+def test_fractions_and_steps(arg, frac, steps):
+  _, r = train.resolve(get_config("mod97", arg))
+  assert (r.frac, r.steps) == (frac, steps)
+
+
+def test_default_rank_panels():
+  task = tasks.get("mod97")
+  for group, ranks in [("tok", [12, 25, 50, 74, 99]), ("pos", [1, 2, 3, 4, 5]), ("ffn", [16, 32, 64, 96, 128]),
+                       ("attn", [16, 32, 64, 96, 128]), ("out", [12, 25, 50, 74, 99])]:
+    c = get_config("mod97", group)
+    cohort = train.plan(c, task)[1]
+    assert len(cohort.models) == 25
+    first = sorted(cohort.max_ranks)[0]
+    assert sorted({m.layer_ranks[first] for m in cohort.models}) == ranks, group
+  c = get_config("mod97", "all,p50")
+  ranks = train.plan(c, task)[1].models[0].layer_ranks
+  assert ranks["tok_emb/embedding"] == 50 and ranks["out/kernel"] == 50
+  assert ranks["block_1/attn/qkv/kernel"] == 64 and ranks["block_0/ffn/fc2/kernel"] == 64
+  c59 = get_config("mod59", "tok")
+  _, r = train.resolve(c59)
+  assert (r.p, r.frac, r.steps) == (59, 0.8, 3e5)
+  cohort = train.plan(r, tasks.get("mod59"))[1]
+  assert sorted({m.layer_ranks["tok_emb/embedding"] for m in cohort.models}) == [8, 15, 31, 46, 61]
+
+
+def test_every_group_word_plans():
+  task = tasks.get("mod97")
+  for w in task.words():
+    cohorts = train.plan(get_config("mod97", f"{w},seeds=1"), task)
+    assert cohorts[0].name == "baseline"
+  nopos = train.plan(get_config("mod97", "nopos,seeds=1,baseline=false"), task)
+  assert [(c.name, c.words) for c in nopos] == [("nopos", ("nopos",))]
+  assert "pos_emb" not in train.shapes(task, get_config("mod97", ""), ("nopos",))
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("fnn", r"unknown token 'fnn'; allowed: group words none, tok, pos.*nopos"),
+    ("ffn,r0", r"rank 'r0'.*>= 1"),
+    ("tok,r100", r"rank 100 for 'tok_emb/embedding' of shape \(99, 128\) is outside the allowed range 1\.\.99"),
+    ("pos,r6", r"allowed range 1\.\.5"),
+    ("ffn,p0", r"rank percent 'p0' is outside \(0, 100\]"),
+    ("ffn,p120", r"rank percent 'p120' is outside \(0, 100\]"),
+    ("f100", r"train fraction 'f100' is outside \(0, 100\)"),
+    ("frac=1.5", r"frac=1.5 is outside \(0, 1\)"),
+    ("p=91", r"p=91 is not prime"),
+    ("seeds=0", r"seeds=0: need at least 1"),
+    ("colour=red", r"unknown config field 'colour'; fields: .*seeds"),
+    ("matmul_precision=fast", r"matmul_precision='fast'; allowed: highest"),
+    ("r32", r"ranks='r32' given but no layer group"),
+])
+def test_bad_inputs(arg, message):
+  with pytest.raises(configs.ConfigError, match=message):
+    train.resolve(get_config("mod97", arg))
+
+
+def test_mod59_has_no_50_percent_default():
+  with pytest.raises(configs.ConfigError, match=r"no paper step count for frac=0.5 \(known: 0.65, 0.8\); pass steps=N"):
+    train.resolve(get_config("mod59", "f50"))
+
+
+def run_cli(args, cwd):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "dlgrok.main", *args], cwd=cwd, capture_output=True, text=True,
+                        env=env, timeout=300)
+
+
+@pytest.mark.parametrize("arg,extra,message", [
+    ("fnn", [], "unknown token 'fnn'"),
+    ("tok,r100", [], "outside the allowed range 1..99"),
+    ("ffn", ["--config.seeds=0"], "seeds=0: need at least 1"),
+    ("ffn", ["--config.colour=red"], "colour"),
+])
+def test_cli_errors_write_nothing(tmp_path, arg, extra, message):
+  workdir = tmp_path / "w"
+  cfg = os.path.join(ROOT, "experiments", "mod97.py")
+  out = run_cli([f"--config={cfg}:{arg}", f"--workdir={workdir}", *extra], tmp_path)
+  assert out.returncode != 0
+  assert message in out.stderr
+  assert not workdir.exists()
+
+
+def test_cli_default_workdir(tmp_path):
+  cfg = os.path.join(ROOT, "experiments", "mod97.py")
+  out = run_cli([f"--config={cfg}:ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=3,seeds=1,eval_points=2"], tmp_path)
+  assert out.returncode == 0, out.stderr
+  wd = tmp_path / "runs" / "mod97-ffn_r8_p=11_op=x+y_width=32_heads=2_f80_steps=3_seeds=1_eval_points=2"
+  assert (wd / "metrics.jsonl").exists() and (wd / "config.json").exists()
+  assert "model-steps/s" in out.stdout
