@@ -1,0 +1,44 @@
+"""Trains an experiment: python -m dlgrok.main --config=experiments/mod97.py:ffn,r32 [--workdir=runs/x].
+
+--workdir defaults to runs/<experiment>-<argument>[-<overrides>]. Bad configs exit with status 2 and one line.
+"""
+import os
+import re
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from dlgrok import configs, decompose, train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/<family>.py:<argument>", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<experiment>-<argument>)")
+
+
+def default_workdir(config_arg, overrides):
+  """runs/mod97-ffn_r32 for experiments/mod97.py:ffn,r32 (overrides appended as -field=value)."""
+  path, _, arg = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  parts = [name, arg.replace(",", "_") if arg else "none"]
+  parts += [f"{k}={v}" for k, v in sorted(overrides.items())]
+  return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts)))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
+                                              config_flags.get_override_values(flags.FLAGS["config"]))
+  try:
+    train.run(_CONFIG.value, workdir)
+  except (configs.ConfigError, decompose.DecomposeError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,48 @@
+"""metrics.jsonl: one JSON object per (evaluation step, model); written by train, read by plot and inspect."""
+import json
+import os
+
+WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
+
+
+def path(workdir):
+  return os.path.join(workdir, "metrics.jsonl")
+
+
+class Writer:
+  """Appends rows to <workdir>/metrics.jsonl and flushes after every write."""
+
+  def __init__(self, workdir):
+    self._f = open(path(workdir), "a")
+
+  def write(self, rows):
+    for row in rows:
+      self._f.write(json.dumps(row, sort_keys=True) + "\n")
+    self._f.flush()
+    os.fsync(self._f.fileno())
+
+  def close(self):
+    self._f.close()
+
+
+def read(workdir):
+  """All rows of <workdir>/metrics.jsonl (a workdir or the file itself)."""
+  p = workdir if workdir.endswith(".jsonl") else path(workdir)
+  with open(p) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_after(workdir, step):
+  """Drops rows with step > `step` (used on resume so no row is written twice)."""
+  p = path(workdir)
+  if not os.path.exists(p):
+    return
+  with open(p) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= step]
+  with open(p, "w") as f:
+    f.writelines(lines)
+
+
+def load_config(workdir):
+  with open(os.path.join(workdir, "config.json")) as f:
+    return json.load(f)

@@ -1,0 +1,295 @@
+"""Cohorts of models trained together: vmapped over models, looped on device between evaluation points.
+
+A cohort is a set of models sharing one parameter-tree structure (e.g. every `ffn` model of any rank and seed);
+seeds, ranks (as rank masks) and data splits are per-model data. Python runs once per chunk of steps.
+"""
+import dataclasses
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dlgrok import analysis, configs, decompose, metrics, tasks
+
+
+@dataclasses.dataclass
+class ModelSpec:
+  seed: int
+  rank: str  # rank token ('r32', 'p50') or 'full' for a dense model
+  pct: float | None  # rank as a percent of the first factorised layer's full rank
+  layer_ranks: dict  # leaf path -> k
+
+
+@dataclasses.dataclass
+class Cohort:
+  name: str
+  words: tuple  # layer-group and variant words; () for the baseline
+  max_ranks: dict  # leaf path -> r, the largest rank in the cohort
+  models: list
+  first: int = 0  # global index of the first model
+
+
+def steps_of(config, task):
+  if config.steps:
+    return int(config.steps)
+  if config.frac not in task.steps_by_frac:
+    allowed = ", ".join(f"{f:g}" for f in task.steps_by_frac)
+    raise configs.ConfigError(f"no paper step count for frac={config.frac:g} (known: {allowed}); pass steps=N")
+  return int(task.steps_by_frac[config.frac])
+
+
+def resolve(config):
+  """Validates `config` and fills defaults; returns (task, config). Raises ConfigError before any work."""
+  task = tasks.get(config.task)
+  configs.check_common(config)
+  task.check(config)
+  for w in configs.split_tokens(config.group):
+    if w not in task.words():
+      raise configs.ConfigError(f"unknown group {w!r}; allowed: {', '.join(task.words())}")
+  config = config.copy_and_resolve_references()
+  config.steps = float(steps_of(config, task))
+  plan(config, task)  # checks ranks against the layers' shapes
+  return task, config
+
+
+def layer_name(path):
+  return path.rsplit("/", 1)[0]
+
+
+def shapes(task, config, variants):
+  model = task.model(config, variants)
+  x = jnp.asarray(task.data(config).x[:1])
+  return jax.eval_shape(lambda k: model.init(k, x)["params"], jax.random.PRNGKey(0))
+
+
+def plan(config, task):
+  """The run's cohorts: a baseline (unless baseline=false) and one for the chosen layer groups."""
+  words = tuple(configs.split_tokens(config.group))
+  groups = tuple(w for w in words if w in task.groups and w != "none")
+  variants = tuple(w for w in words if w in task.variants)
+  tokens = configs.split_tokens(config.ranks)
+  if tokens and not groups:
+    raise configs.ConfigError(f"ranks={config.ranks!r} given but no layer group to decompose")
+  seeds = [config.seed + i for i in range(config.seeds)]
+  dense = [ModelSpec(s, "full", None, {}) for s in seeds]
+  cohorts = []
+  if config.baseline or not (groups or variants):
+    cohorts.append(Cohort("baseline", (), {}, list(dense)))
+  if groups or variants:
+    specs, max_ranks = dense, {}
+    if groups:
+      tree = shapes(task, config, variants)
+      try:
+        chosen = decompose.select(tree, task.patterns(groups))
+      except decompose.DecomposeError as e:
+        raise configs.ConfigError(str(e)) from None
+      leaves = {decompose.path_str(p): l.shape for p, l in jax.tree_util.tree_flatten_with_path(tree)[0]}
+      specs = []
+      for tok in tokens or task.default_ranks(groups):
+        kind, val = configs.parse_rank_token(tok)
+        ranks = {}
+        for path in chosen:
+          full = decompose.full_rank(leaves[path])
+          k = val if kind == "r" else decompose.pct_to_rank(val, full)
+          try:
+            ranks[path] = decompose.check_rank(path, k, leaves[path])
+          except decompose.DecomposeError as e:
+            raise configs.ConfigError(f"{tok}: {e}") from None
+          max_ranks[path] = max(max_ranks.get(path, 0), k)
+        first = next(iter(chosen))
+        pct = val if kind == "p" else round(100 * val / decompose.full_rank(leaves[first]), 2)
+        specs += [ModelSpec(s, tok, pct, ranks) for s in seeds]
+    cohorts.append(Cohort(",".join(words), words, max_ranks, specs))
+  n = 0
+  for c in cohorts:
+    c.first, n = n, n + len(c.models)
+  return cohorts
+
+
+def eval_steps(steps, points):
+  """0, ~`points` log-spaced steps in [1, steps], and the last step."""
+  logs = np.round(np.logspace(0, math.log10(max(steps, 1)), points)).astype(int)
+  return sorted({0, steps, *(int(s) for s in logs if s <= steps)})
+
+
+class CohortRunner:
+  """Jitted init / train-chunk / evaluate functions for one cohort; the state has a leading model axis."""
+
+  def __init__(self, config, task, cohort, data):
+    self.config, self.task, self.cohort = config, task, cohort
+    self.model = task.model(config, tuple(w for w in cohort.words if w in task.variants))
+    self.x, self.y = jnp.asarray(data.x), jnp.asarray(data.y)
+    self.n, self.n_train = len(data.y), data.n_train
+    self.batches = math.ceil(self.n_train / config.batch_size)
+    specs = cohort.models
+    self.ranks = {p: jnp.array([m.layer_ranks[p] for m in specs], jnp.int32) for p in cohort.max_ranks}
+    self.wd = jnp.full((len(specs),), config.weight_decay, jnp.float32)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.array([m.seed for m in specs], jnp.uint32))
+    self.init_keys, split_keys, self.data_keys = (jax.vmap(lambda k: jax.random.split(k, 3))(keys)[:, i]
+                                                  for i in range(3))
+    perms = jax.vmap(lambda k: jax.random.permutation(k, self.n))(split_keys)
+    self.train_idx = perms[:, :self.n_train]
+    self.is_train = jax.vmap(lambda i: jnp.zeros(self.n, bool).at[i].set(True))(self.train_idx)
+    self.traces = 0  # how often the train chunk was traced (= compiled)
+    self.chunk = jax.jit(self._chunk, donate_argnums=0)
+    self.evaluate = jax.jit(self._evaluate)
+
+  def init(self):
+    """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""
+    # Runs once: XLA's optimiser would spend seconds on the many inlined RNG calls for no gain.
+    init = jax.jit(self._init).lower(self.init_keys).compile({"xla_backend_optimization_level": 0})
+    return init(self.init_keys)
+
+  def _init(self, keys):
+    x = self.x[:1]
+    params = jax.vmap(lambda k: self.model.init(k, x)["params"])(keys)
+    params = decompose.factorise(params, self.cohort.max_ranks)
+    opt = jax.vmap(self.task.optimizer(self.config, 0.0).init)(params)
+    return {"params": params, "opt": opt}
+
+  def _epoch_perm(self, epoch):
+    return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), self.n_train))(self.data_keys)
+
+  def _update(self, params, opt, perm, batch, train_idx, ranks, wd):
+    bs = self.config.batch_size
+    pos = batch * bs + jnp.arange(bs)
+    w = (pos < self.n_train).astype(jnp.float32)  # the last batch of an epoch is partial
+    idx = train_idx[perm[jnp.minimum(pos, self.n_train - 1)]]
+    xb, yb = self.x[idx], self.y[idx]
+
+    def loss_fn(p):
+      logits = self.model.apply({"params": decompose.recompose(p, ranks)}, xb)
+      return jnp.sum(self.task.loss(logits, yb) * w) / jnp.sum(w)
+
+    grads = jax.grad(loss_fn)(params)
+    updates, opt = self.task.optimizer(self.config, wd).update(grads, opt, params)
+    updates = decompose.mask_updates(updates, ranks)
+    return optax.apply_updates(params, updates), opt
+
+  def _chunk(self, state, step0, n):
+    """Runs `n` (traced) steps from global step `step0`."""
+    self.traces += 1
+    update = jax.vmap(self._update, in_axes=(0, 0, 0, None, 0, 0, 0))
+
+    def body(i, carry):
+      params, opt, perm = carry
+      step = step0 + i
+      batch = step % self.batches
+      perm = jax.lax.cond(batch == 0, lambda: self._epoch_perm(step // self.batches), lambda: perm)
+      params, opt = update(params, opt, perm, batch, self.train_idx, self.ranks, self.wd)
+      return params, opt, perm
+
+    carry = (state["params"], state["opt"], self._epoch_perm(step0 // self.batches))
+    params, opt, _ = jax.lax.fori_loop(0, n, body, carry)
+    return {"params": params, "opt": opt}
+
+  def _evaluate(self, params):
+    def one(p, ranks, is_train):
+      dense = decompose.recompose(p, ranks)
+      logits = self.model.apply({"params": dense}, self.x)
+      loss = self.task.loss(logits, self.y)
+      ok = tasks.correct(logits, self.y)
+      tr, te = is_train.astype(jnp.float32), (~is_train).astype(jnp.float32)
+      out = {"train_loss": jnp.sum(loss * tr) / jnp.sum(tr), "train_acc": jnp.sum(ok * tr) / jnp.sum(tr),
+             "test_loss": jnp.sum(loss * te) / jnp.sum(te), "test_acc": jnp.sum(ok * te) / jnp.sum(te)}
+      flat = jax.tree_util.tree_flatten_with_path(dense)[0]
+      out["stable_rank"] = {layer_name(decompose.path_str(k)): analysis.stable_rank(v) for k, v in flat
+                            if v.ndim == 2}
+      return out
+
+    return jax.vmap(one)(params, self.ranks, self.is_train)
+
+  def rows(self, step, params, frac, wall):
+    ev = jax.device_get(self.evaluate(params))
+    out = []
+    for i, m in enumerate(self.cohort.models):
+      vals = {k: float(ev[k][i]) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+      diverged = not all(math.isfinite(v) for v in vals.values())
+      out.append({
+          "step": step, "model": self.cohort.first + i, "cohort": self.cohort.name, "seed": m.seed,
+          "group": ",".join(self.cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": frac,
+          "layer_ranks": {layer_name(p): k for p, k in m.layer_ranks.items()},
+          **{k: (v if math.isfinite(v) else None) for k, v in vals.items()}, "diverged": diverged,
+          "stable_rank": {k: float(v[i]) for k, v in ev["stable_rank"].items()}, "wall": round(wall, 3)})
+    return out
+
+
+def fmt_time(s):
+  s = int(s)
+  return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+  """Prints step, steps/s, model-steps/s, ETA and mean accuracies at most every `every` seconds."""
+
+  def __init__(self, total, n_models, every, start_step=0):
+    self.total, self.n_models, self.every = total, n_models, every
+    self.t0, self.s0, self.last = time.time(), start_step, 0.0
+    self.train_rate = 0.0  # steps/s of the last train chunk alone
+
+  def chunk_done(self, n, seconds):
+    self.train_rate = n / max(seconds, 1e-9)
+
+  def next_chunk(self, remaining):
+    """Steps to run before control comes back: about `every` seconds' worth, at least 1."""
+    return max(1, min(remaining, int(self.train_rate * self.every)))
+
+  def __call__(self, step, accs=None, force=False):
+    now = time.time()
+    if not force and now - self.last < self.every:
+      return
+    self.last = now
+    overall = (step - self.s0) / max(now - self.t0, 1e-9)
+    eta = fmt_time((self.total - step) / overall) if step > self.s0 else "?"
+    acc = f"  train_acc {accs[0]:.3f}  test_acc {accs[1]:.3f}" if accs else ""
+    print(f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%)  steps/s {self.train_rate:.1f}  "
+          f"model-steps/s {self.train_rate * self.n_models:.0f}  ETA {eta}{acc}", flush=True)
+
+
+def mean_accs(rows):
+  tr = [r["train_acc"] for r in rows if r["train_acc"] is not None]
+  te = [r["test_acc"] for r in rows if r["test_acc"] is not None]
+  return (float(np.mean(tr)) if tr else float("nan"), float(np.mean(te)) if te else float("nan"))
+
+
+def write_config(config, workdir):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+
+
+def run(config, workdir):
+  """Trains every cohort of `config`, writing config.json and metrics.jsonl into `workdir`; returns the states."""
+  task, config = resolve(config)
+  steps = int(config.steps)
+  cohorts = plan(config, task)
+  data = task.data(config)
+  write_config(config, workdir)
+  n_models = sum(len(c.models) for c in cohorts)
+  print(f"{n_models} models in {len(cohorts)} cohort(s): "
+        + "; ".join(f"{c.name}: {len(c.models)}" for c in cohorts) + f"; {steps} steps", flush=True)
+  with jax.default_matmul_precision(config.matmul_precision):
+    runners = [CohortRunner(config, task, c, data) for c in cohorts]
+    states = [r.init() for r in runners]
+    writer = metrics.Writer(workdir)
+    progress = Progress(steps, n_models, config.progress_seconds)
+    step = 0
+    for target in eval_steps(steps, config.eval_points):
+      while step < target:
+        n, t = progress.next_chunk(target - step), time.time()
+        states = [r.chunk(s, jnp.int32(step), jnp.int32(n)) for r, s in zip(runners, states)]
+        jax.block_until_ready(states)
+        progress.chunk_done(n, time.time() - t)
+        step += n
+        progress(step)
+      rows = [row for r, s in zip(runners, states) for row in r.rows(step, s["params"], config.frac,
+                                                                      time.time() - progress.t0)]
+      writer.write(rows)
+      progress(step, mean_accs(rows), force=step == steps)
+    writer.close()
+  return runners, states
