@@ -1,0 +1,201 @@
+"""Spectral measures (App. C, D) and steps-to-grok (App. A.2) from parameters and metrics rows.
+
+`stable_rank` / `stable_ranks` run on device inside the training loop; the rest is numpy on rows of
+metrics.jsonl or on U, S, Vt arrays after training.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MEASURES = ("memorise_step", "test95_step", "test99_step", "gap1_step")
+EPS = 1e-6  # accuracies are count / n in float32: 0.99 may be stored as 0.98999995
+
+
+def stable_rank(a):
+  """Normalised stable rank ||A||_F^2 / ||A||_2^2 / min(m, n) of the last two axes (0 for a zero matrix)."""
+  a = jnp.asarray(a, jnp.promote_types(a.dtype, jnp.float32))  # no SVD in bfloat16
+  s = jnp.linalg.svd(a, compute_uv=False)
+  top = s[..., 0] ** 2
+  sr = jnp.sum(s**2, axis=-1) / jnp.where(top > 0, top, 1.0) / min(a.shape[-2:])
+  return jnp.where(top > 0, sr, 0.0)
+
+
+def stable_ranks(params, batch_dims=0):
+  """{module path: stable rank} for every leaf with 2 + batch_dims axes of a dense (recomposed) tree.
+
+  The key drops the leaf's own name ('tok_emb/embedding' -> 'tok_emb', 'block_0/ffn/fc1/kernel' ->
+  'block_0/ffn/fc1'; pass the tree below any 'params' collection); with batch_dims=1 the leaves carry a
+  leading model axis and values have shape (M,).
+  """
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if jnp.ndim(leaf) == 2 + batch_dims:
+      name = jax.tree_util.keystr(path, simple=True, separator="/")
+      out[name.rsplit("/", 1)[0] if "/" in name else name] = stable_rank(leaf)
+  return out
+
+
+def model_key(row):
+  """A model's identity across workdirs: (run, model index)."""
+  return row.get("run"), row["model"]
+
+
+def by_model(rows):
+  """{model key: its rows sorted by step}."""
+  models = {}
+  for r in rows:
+    models.setdefault(model_key(r), []).append(r)
+  return {k: sorted(v, key=lambda r: r["step"]) for k, v in models.items()}
+
+
+def _first(rows, cond):
+  for r in rows:
+    if cond(r):
+      return r["step"]
+  return None
+
+
+def steps_to_grok(rows, memorise=0.99, gap=0.01):
+  """First evaluated step of one model with train >= 99 %, test >= 95 %, test >= 99 %, and train >= 99 %
+  with train - test <= 1 % (the paper's "1 % generalisation gap"); None where never reached."""
+  rows = sorted(rows, key=lambda r: r["step"])
+  return {
+      "memorise_step": _first(rows, lambda r: r["train_acc"] >= memorise - EPS),
+      "test95_step": _first(rows, lambda r: r["test_acc"] >= 0.95 - EPS),
+      "test99_step": _first(rows, lambda r: r["test_acc"] >= 0.99 - EPS),
+      "gap1_step": _first(rows, lambda r: r["train_acc"] >= memorise - EPS
+                          and r["train_acc"] - r["test_acc"] <= gap + EPS),
+  }
+
+
+def frac_key(frac):
+  return round(float(frac), 6)
+
+
+def rank_sort_key(row):
+  """Orders ranks low to high: by percent when known, else by the number in the token ('r32' -> 32)."""
+  if row.get("pct") is not None:
+    return float(row["pct"])
+  try:
+    return float(row["rank"].lstrip("rp"))
+  except ValueError:
+    return math.inf
+
+
+def cells(rows):
+  """{(group, rank, frac): [model rows, ...]} over all models in `rows`."""
+  out = {}
+  for rs in by_model(rows).values():
+    r = rs[0]
+    out.setdefault((r["group"], r["rank"], frac_key(r["frac"])), []).append(rs)
+  return out
+
+
+def summarise(rows):
+  """Steps-to-grok per (group, rank, frac): for each measure mean, std and how many seeds reached it, plus
+  `speedup` = baseline mean gap1_step / this mean gap1_step (App. A.2's 61.67x), given only when every seed
+  of both reached it (a seed that never reaches it has no finite step to average)."""
+  out = []
+  for (group, rank, frac), models in cells(rows).items():
+    res = [steps_to_grok(m) for m in models]
+    row = {"group": group, "rank": rank, "frac": frac, "pct": models[0][0].get("pct"), "n": len(res)}
+    for m in MEASURES:
+      vals = [r[m] for r in res if r[m] is not None]
+      row[m] = {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals)) if vals else None,
+                "reached": len(vals)}
+    out.append(row)
+  base = {r["frac"]: r for r in out if r["group"] == "none"}
+  for r in out:
+    b = base.get(r["frac"])
+    ok = b is not None and all(x["gap1_step"]["reached"] == x["n"] for x in (b, r)) and r["gap1_step"]["mean"]
+    r["speedup"] = b["gap1_step"]["mean"] / r["gap1_step"]["mean"] if ok else None
+  out.sort(key=lambda r: (r["frac"], r["group"] != "none", r["group"], rank_sort_key(r)))
+  return out
+
+
+def mean_curve(models, field):
+  """(steps, mean, std) of `field` over models at the steps every model evaluated (NaN ignored)."""
+  steps = sorted(set.intersection(*[{r["step"] for r in rs} for rs in models]))
+  keep = set(steps)
+  vals = np.array([[r[field] for r in rs if r["step"] in keep] for rs in models], dtype=float)
+  return np.array(steps), np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)
+
+
+def layer_order(names):
+  """Layers in model order: embeddings, then the blocks, then the output layer."""
+  def key(n):
+    return (0 if "emb" in n else 2 if n in ("out", "head", "lm_head", "pre_logits") else 1, n)
+  return sorted(names, key=key)
+
+
+def stable_rank_matrix(models, layers=None):
+  """(layers, steps, mean stable rank of shape (layers, steps)) over models, at the steps all evaluated."""
+  layers = layers or layer_order({k for rs in models for r in rs for k in r.get("stable_rank", {})})
+  steps = sorted(set.intersection(*[{r["step"] for r in rs} for rs in models]))
+  keep = set(steps)
+  vals = np.array([[[r["stable_rank"].get(l, np.nan) for r in rs if r["step"] in keep] for l in layers]
+                   for rs in models], dtype=float)
+  return layers, np.array(steps), np.nanmean(vals, axis=0)
+
+
+def align(steps_a, a, steps_b, b):
+  """Columns of a and b (..., steps) at their common steps."""
+  common = np.intersect1d(steps_a, steps_b)
+  return common, a[..., np.searchsorted(steps_a, common)], b[..., np.searchsorted(steps_b, common)]
+
+
+def distance(a, b):
+  """Euclidean distance over layers (axis 0) between two stable-rank matrices, per step."""
+  return np.sqrt(np.nansum((np.asarray(a) - np.asarray(b)) ** 2, axis=0))
+
+
+def final_measures(models):
+  """Per model: best test accuracy over training and the final generalisation gap (train - test)."""
+  return [{"best_test": max(r["test_acc"] for r in rs), "gap": rs[-1]["train_acc"] - rs[-1]["test_acc"]}
+          for rs in models]
+
+
+def live(u, s, vt, k=None):
+  """The first k ranks of U (m, r), S (r, r), Vt (r, n): the only entries a rank-k model uses."""
+  k = s.shape[-1] if k is None else int(k)
+  return np.asarray(u)[:, :k], np.asarray(s)[:k, :k], np.asarray(vt)[:k]
+
+
+def recompose(u, s, vt, k=None):
+  u, s, vt = live(u, s, vt, k)
+  return u @ s @ vt
+
+
+def dense_factors(a):
+  """U, diag(s), Vt of a dense matrix's reduced SVD: the 'Base' column of App. C."""
+  u, s, vt = np.linalg.svd(np.asarray(a, dtype=np.float64), full_matrices=False)
+  return u, np.diag(s), vt
+
+
+def grams(u, s, vt, k=None):
+  """U^T U and Vt Vt^T (k x k; identity when orthonormal; the paper's Figures 16-17) and |S|."""
+  u, s, vt = live(u, s, vt, k)
+  return u.T @ u, vt @ vt.T, np.abs(s)
+
+
+def orthogonality(u, vt, k=None):
+  """(||U^T U - I||_F, ||Vt Vt^T - I||_F) over the live ranks."""
+  k = u.shape[-1] if k is None else int(k)
+  u, vt = np.asarray(u)[:, :k], np.asarray(vt)[:k]
+  eye = np.eye(k)
+  return float(np.linalg.norm(u.T @ u - eye)), float(np.linalg.norm(vt @ vt.T - eye))
+
+
+def offdiag_mass(s, k=None):
+  """||offdiag(S)||_F / ||S||_F over the live k x k block (0 for a diagonal S)."""
+  k = s.shape[-1] if k is None else int(k)
+  s = np.asarray(s)[:k, :k]
+  total = np.linalg.norm(s)
+  return float(np.linalg.norm(s - np.diag(np.diag(s))) / total) if total > 0 else 0.0
+
+
+def spectrum(u, s, vt, k=None):
+  """Singular values of the recomposed matrix U_k S_k Vt_k (zero beyond the trained rank, Figure 19)."""
+  return np.linalg.svd(recompose(u, s, vt, k), compute_uv=False)

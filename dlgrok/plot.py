@@ -1,0 +1,399 @@
+"""Paper-style figures from metrics files: python -m dlgrok.plot WORKDIR... [--out DIR] [--pdf] [--table].
+
+Accuracy curves (Figures 3-15, 25-28), stable-rank heat maps (20-23) and their difference to the baseline (21),
+test accuracy / generalisation gap by layer group x rank (24, 29-32), and, where <workdir>/factors.npz exists,
+U^T U, Vt Vt^T, log10|S| and spectra of the factorised layers after training (16-19).
+"""
+import argparse
+import os
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from dlgrok import analysis, metrics  # noqa: E402
+
+# sized so that a 3-panel figure scaled to a paper's text width keeps ~6 pt text
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 10, "figure.titlesize": 12,
+                     "figure.dpi": 150})
+BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
+GROUP_NAMES = {"none": "baseline", "pos": "position embedding", "tok": "token embedding",
+               "attn": "multi-head attention", "qkv": "QKV_in", "proj": "Proj_out", "ffn": "feed-forward blocks",
+               "fc1": "FC1", "fc2": "FC2", "out": "output layer", "all": "tok + attn + ffn + out",
+               "nopos": "no position embedding"}
+
+
+def group_key(group):
+  """Orders groups as the paper: embeddings, attention, feed-forward, output, all; unknown ones last."""
+  order = list(GROUP_NAMES)
+  return [order.index(g) if g in order else len(order) for g in group.split(",")], group
+
+
+def group_name(group):
+  return " + ".join(GROUP_NAMES.get(g, g) for g in group.split(","))
+
+
+def rank_label(group, rank):
+  if group == "none":
+    return "baseline"
+  if rank.startswith("p"):
+    return f"rank {rank[1:]} %"
+  return f"rank {rank[1:]}" if rank.startswith("r") else rank
+
+
+def fmt_step(s):
+  return "0" if s == 0 else num(s, 2)
+
+
+def suptitle(fig, text):
+  """A figure title wrapped to the figure's width (about 10 characters per inch at this font size)."""
+  width = int(fig.get_figwidth() * 10)
+  text = text.replace(" %", "\u00a0%")  # keep "50 %" on one line
+  fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
+
+
+def load(workdirs):
+  """Rows of all workdirs, each tagged with its run (workdir) and the config's weight_decay.
+
+  A model already read from an earlier workdir (same group, rank, frac, seed, weight decay: typically the
+  baseline cohort that every run trains beside its own) is read once, so it is not counted twice.
+  """
+  rows, owner = [], {}
+  for w in workdirs:
+    cfg = metrics.load_config(w)
+    for r in metrics.read(w):
+      r["run"] = w
+      r.setdefault("frac", cfg.get("frac"))
+      r.setdefault("weight_decay", cfg.get("weight_decay"))
+      key = (r["group"], r["rank"], analysis.frac_key(r["frac"]), r["seed"], r["weight_decay"])
+      if owner.setdefault(key, (w, r["model"])) == (w, r["model"]):
+        rows.append(r)
+  return rows
+
+
+def sorted_cells(rows, group, frac):
+  """[(key, models)] of `group` at `frac`, lowest rank first."""
+  cells = analysis.cells(rows)
+  keys = [k for k in cells if k[0] == group and k[2] == frac]
+  return [(k, cells[k]) for k in sorted(keys, key=lambda k: analysis.rank_sort_key(cells[k][0][0]))]
+
+
+def accuracy_figure(rows, group):
+  """Mean train (dotted) and test (solid) accuracy over seeds vs step, log-x, one panel per train fraction.
+
+  Shaded bands are +-1 std over seeds; stars mark the first step of the mean curves with a 1 % gap.
+  Step 0 is left out (log axis).
+  """
+  fracs = sorted({analysis.frac_key(r["frac"]) for r in rows if r["group"] == group})
+  fig, axes = plt.subplots(1, len(fracs), figsize=(3.4 * len(fracs) + 0.5, 3.6), squeeze=False, sharey=True,
+                           layout="constrained")
+  handles = {}
+  for ax, frac in zip(axes[0], fracs):
+    cells = sorted_cells(rows, "none", frac) + (sorted_cells(rows, group, frac) if group != "none" else [])
+    colours = iter(f"C{i % 10}" for i in range(100))
+    for (g, rank, _), models in cells:
+      colour = "black" if g == "none" else next(colours)
+      curves = {}
+      for field, style in (("train_acc", ":"), ("test_acc", "-")):
+        steps, mean, std = analysis.mean_curve(models, field)
+        on = steps > 0
+        ax.plot(steps[on], mean[on], style, color=colour, lw=1.3)
+        ax.fill_between(steps[on], (mean - std)[on], (mean + std)[on], color=colour, alpha=0.15, lw=0)
+        curves[field] = (steps, mean)
+      star = mean_gap1(*curves["train_acc"], curves["test_acc"][1])
+      if star:
+        ax.scatter([star[0]], [star[1]], marker="*", s=70, color=colour, edgecolor="white", lw=0.5, zorder=4)
+      handles[rank_label(g, rank)] = Line2D([], [], color=colour, lw=2)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("optimisation step")
+    ax.set_title(f"{frac * 100:g} % training data")
+    ax.grid(alpha=0.3, which="major")
+  axes[0, 0].set_ylabel("accuracy")
+  seeds = len({r["seed"] for r in rows if r["group"] == group})
+  what = "Baseline" if group == "none" else f"Decomposed learning on {group_name(group)}"
+  suptitle(fig, f"{what}\ntrain (dotted) and test (solid) accuracy, mean ± std of {seeds} seed{'s' * (seeds > 1)}")
+  styles = {"train": Line2D([], [], color="grey", ls=":"), "test": Line2D([], [], color="grey"),
+            "1 % gap (mean)": Line2D([], [], color="grey", ls="", marker="*", markersize=8)}
+  fig.legend(list(handles.values()) + list(styles.values()), list(handles) + list(styles),
+             loc="outside lower center", ncol=min(len(handles) + 3, int(fig.get_figwidth() / 1.7)),
+             frameon=False, handlelength=1.5, columnspacing=1.0)
+  return fig
+
+
+def mean_gap1(steps, train, test):
+  """(step, test accuracy) where the mean curves first reach a 1 % gap, or None."""
+  curve = [{"step": int(s), "train_acc": a, "test_acc": b} for s, a, b in zip(steps, train, test)]
+  s = analysis.steps_to_grok(curve)["gap1_step"]
+  return None if s is None or s == 0 else (s, float(test[list(steps).index(s)]))
+
+
+def curve_at(models, field, steps):
+  s, mean, _ = analysis.mean_curve(models, field)
+  return mean[np.searchsorted(s, steps)]
+
+
+def stable_rank_figure(rows, group, frac, diff=False):
+  """Figures 20-23 (diff=False: baseline + each rank) or 21 (diff=True: decomposed - baseline): per rank a
+  heat map of the mean normalised stable rank per layer through training, the accuracies (baseline blue,
+  decomposed orange; train dotted, test solid) and the Euclidean distance to the baseline over layers."""
+  (_, base), = sorted_cells(rows, "none", frac)
+  cols = sorted_cells(rows, group, frac)[::-1]  # 100 % first, as the paper
+  cols = cols if diff else [(("none", "full", frac), base)] + cols
+  layers = analysis.layer_order({l for _, ms in cols + [(None, base)] for rs in ms for l in rs[0]["stable_rank"]})
+  _, bsteps, bmat = analysis.stable_rank_matrix(base, layers)
+  ncols = min(3, len(cols))
+  nrows = -(-len(cols) // ncols)
+  fig, axes = plt.subplots(3 * nrows, ncols, figsize=(3.3 * ncols + 1.6, 5.2 * nrows + 0.6), squeeze=False,
+                           height_ratios=[3, 1.1, 1.1] * nrows, layout="constrained")
+  mats = []
+  for (g, rank, _), models in cols:
+    _, steps, mat = analysis.stable_rank_matrix(models, layers)
+    mats.append(analysis.align(steps, mat, bsteps, bmat))
+  lim = max(np.nanmax(np.abs(m - b)) for _, m, b in mats) or 1.0
+  for ax in axes[:, len(cols) % ncols or ncols:][-3:].ravel():
+    ax.set_axis_off()  # the empty places of the last row
+  for n, (((g, rank, _), models), (steps, m, b)) in enumerate(zip(cols, mats)):
+    i, j = divmod(n, ncols)
+    top, acc, dist = axes[3 * i:3 * i + 3, j]
+    x = np.arange(len(steps))
+    shown = m - b if diff else m
+    im = top.imshow(shown, aspect="auto", interpolation="nearest", cmap="RdBu_r" if diff else "viridis",
+                    vmin=-lim if diff else 0, vmax=lim if diff else 1)
+    top.set_title(rank_label(g, rank))
+    top.set_yticks(range(len(layers)), layers if j == 0 else [""] * len(layers), fontsize=8)
+    for ms, colour in ((base, BASE), (models, MODEL))[: 1 if g == "none" else 2]:
+      for field, style in (("train_acc", ":"), ("test_acc", "-")):
+        acc.plot(x, curve_at(ms, field, steps), style, color=colour, lw=1.1)
+    acc.set_ylim(-0.02, 1.02)
+    d = analysis.distance(m, b)
+    dist.plot(x, d, color="black", lw=1.1)
+    dist.set_ylim(0, 1.1 * np.nanmax(d) or 1e-3)
+    dist.ticklabel_format(axis="y", useOffset=False)
+    if j == 0:
+      acc.set_ylabel("accuracy")
+    if g != "none" and (j == 0 or (n == 1 and not diff)):
+      dist.set_ylabel("distance to\nbaseline")
+    if g == "none":
+      dist.tick_params(axis="y", labelleft=False, left=False)
+      dist.set_frame_on(False)
+    ticks = np.linspace(0, len(x) - 1, 4).astype(int)
+    for ax in (top, acc, dist):
+      ax.set_xlim(-0.5, len(x) - 0.5)
+      ax.set_xticks(ticks, [fmt_step(int(steps[t])) for t in ticks] if ax is dist else [])
+    dist.set_xlabel("step (evaluation points)")
+  fig.colorbar(im, ax=axes[0::3, :].ravel().tolist(), shrink=0.9,
+               label="stable rank: decomposed - baseline" if diff else "normalised stable rank")
+  what = "Decomposed minus baseline normalised stable rank" if diff else "Normalised stable rank"
+  suptitle(fig, f"{what} per layer through training: {group_name(group)} decomposed, {frac * 100:g} % training "
+                "data, mean over seeds\naccuracy: baseline blue, decomposed orange (train dotted, test solid)")
+  return fig
+
+
+def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
+  """Figures 24, 29-32: mean best test accuracy (value='best_test') or final train - test gap ('gap') by
+  `row_key` x rank percent, one panel per `panel_key`; the first column is the baseline, colour is the change
+  against it (blue better, red worse) and cells print the value in %."""
+  dec = [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
+  panels = sorted({r[panel_key] for r in dec}, key=group_key if panel_key == "group" else sort_key)
+  ncell = len({round(r["pct"], 1) for r in dec}) + 1
+  fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (0.62 * ncell + 0.5) + 2.6,
+                                                    0.42 * len({r[row_key] for r in dec}) + 2.3),
+                           squeeze=False, layout="constrained")
+  sign = 1 if value == "best_test" else -1  # a smaller gap is better
+  first = None
+  for ax, p in zip(axes[0], panels):
+    mine = [r for r in rows if r[panel_key] == p or (r["group"] == "none" and panel_key == "group")]
+    ys = sorted({r[row_key] for r in dec if r[panel_key] == p}, key=group_key if row_key == "group" else sort_key)
+    pcts = sorted({round(r["pct"], 1) for r in dec if r[panel_key] == p})
+    vals, base = np.full((len(ys), len(pcts) + 1), np.nan), np.full(len(ys), np.nan)
+    for i, y in enumerate(ys):
+      same = [r for r in mine if r["group"] == "none" and (row_key == "group" or r[row_key] == y)]
+      base[i] = cell_value(same, value)
+      vals[i, 0] = base[i]
+      for j, pct in enumerate(pcts):
+        vals[i, j + 1] = cell_value([r for r in dec if r[panel_key] == p and r[row_key] == y
+                                     and round(r["pct"], 1) == pct], value)
+    change = sign * (vals - base[:, None])
+    lim = max(np.nanmax(np.abs(change)), 0.01)  # at least 1 point, so float noise stays white
+    ax.imshow(change, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for (i, j), v in np.ndenumerate(vals):
+      if not np.isnan(v):
+        dark = abs(change[i, j]) > 0.6 * lim
+        ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_xticks(range(len(pcts) + 1), ["base"] + [f"{q:g}" for q in pcts])
+    labels = [group_name(y) if row_key == "group" else str(y) for y in ys]
+    first = ys if first is None else first
+    ax.set_yticks(range(len(ys)), labels if ax is axes[0, 0] or ys != first else [])  # repeated labels left out
+    ax.set_xlabel("rank (% of full rank)")
+    if ax is axes[0, 0]:
+      ax.set_ylabel("decomposed layers" if row_key == "group" else row_key.replace("_", " "))
+    ax.set_title(f"{p * 100:g} % training data" if panel_key == "frac" else f"decomposed: {group_name(str(p))}")
+  what = "Best test accuracy" if value == "best_test" else "Generalisation gap (final train - test accuracy)"
+  suptitle(fig, f"{what} in %, mean over seeds; blue better, red worse than the baseline")
+  return fig
+
+
+def sort_key(v):
+  return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
+
+
+def cell_value(rows, value):
+  models = list(analysis.by_model(rows).values())
+  return np.mean([m[value] for m in analysis.final_measures(models)]) if models else np.nan
+
+
+def load_factors(workdir, rows):
+  """{layer: [(label, [(U, S, Vt, k), ...]), ...]} from <workdir>/factors.npz (keys 'm{model}/{layer}/U|S|Vt'
+  for factorised layers, 'm{model}/{layer}/A' for dense ones; dense layers are kept for baselines only)."""
+  path = os.path.join(workdir, "factors.npz")
+  if not os.path.exists(path):
+    return {}
+  data = np.load(path)
+  info = {r["model"]: r for r in rows if r["run"] == workdir}
+  found = {}
+  for key in data.files:
+    model, rest = key.split("/", 1)
+    layer, part = rest.rsplit("/", 1)
+    found.setdefault((int(model[1:]), layer), {})[part] = data[key]
+  out = {}
+  for (model, layer), parts in sorted(found.items()):
+    row = info[model]
+    if "A" in parts and row["group"] != "none":
+      continue
+    if "A" in parts:
+      f = analysis.dense_factors(parts["A"]) + (None,)
+    else:
+      f = (parts["U"], parts["S"], parts["Vt"], row["layer_ranks"].get(layer))
+    key = (row["group"] != "none", analysis.rank_sort_key(row), row["group"], row["rank"])
+    out.setdefault(layer, {}).setdefault(key, []).append(f)
+  return {layer: [(rank_label(k[2], k[3]), fs) for k, fs in sorted(labels.items())] for layer, labels in out.items()}
+
+
+def factor_figure(entries, layer):
+  """Figures 16-18: mean U^T U, Vt Vt^T and log10|S| over models per label (white = exactly zero)."""
+  fig, axes = plt.subplots(3, len(entries), figsize=(2.3 * len(entries) + 1.0, 6.6), squeeze=False,
+                           layout="constrained")
+  cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+  for j, (label, factors) in enumerate(entries):
+    g = [analysis.grams(*f) for f in factors]
+    utu, vvt, s = (np.mean([x[i] for x in g], axis=0) for i in range(3))
+    orth = np.mean([analysis.orthogonality(f[0], f[2], f[3]) for f in factors], axis=0)
+    off = np.mean([analysis.offdiag_mass(f[1], f[3]) for f in factors])
+    with np.errstate(divide="ignore"):
+      logs = np.where(s > 0, np.log10(s), np.nan)
+    for ax, img, title, cm in ((axes[0, j], utu, f"{label}\n$U^TU$: $\\|\\cdot-I\\|_F$={orth[0]:.2f}", "RdBu_r"),
+                               (axes[1, j], vvt, f"$V^TV$: $\\|\\cdot-I\\|_F$={orth[1]:.2f}", "RdBu_r"),
+                               (axes[2, j], logs, f"$\\log_{{10}}|\\Sigma|$, off-diag {off:.2f}", cmap)):
+      lim = np.nanmax(np.abs(img)) if cm == "RdBu_r" else None
+      im = ax.imshow(img, cmap=cm, vmin=-lim if lim else None, vmax=lim, interpolation="nearest")
+      ax.set_title(title)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      fig.colorbar(im, ax=ax, shrink=0.8)
+  suptitle(fig, f"{layer} after training: factors of the live ranks, mean over models (baseline: SVD of the "
+                "dense matrix)")
+  return fig
+
+
+def spectra_figure(entries, layer):
+  """Figure 19b: mean singular values of the recomposed matrix per label, log-y (they drop past the rank)."""
+  fig, ax = plt.subplots(figsize=(4.6, 3.4), layout="constrained")
+  colours = iter(f"C{i % 10}" for i in range(100))
+  for label, factors in entries:
+    sv = np.mean([analysis.spectrum(*f) for f in factors], axis=0)
+    ax.plot(np.arange(1, len(sv) + 1), sv, color="black" if label == "baseline" else next(colours), label=label)
+  ax.set_yscale("log")
+  ax.set_ylim(bottom=max(ax.get_ylim()[0], ax.get_ylim()[1] * 1e-9))  # float noise past the rank stays off
+  ax.set_xlabel("singular value index")
+  ax.set_ylabel("singular value")
+  ax.set_title(f"{layer}: singular values of\nthe recomposed matrix (mean over models)")
+  ax.legend()
+  return fig
+
+
+def num(x, digits):
+  """`digits` significant digits, written out below 1e6 ('1030', not '1.03e+03'), else as '1.2e6'."""
+  if 10**digits <= abs(x) < 1e6:
+    return f"{float(f'{x:.{digits}g}'):.0f}"
+  return f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e")
+
+
+def table(summary):
+  """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds)."""
+  head = ["frac", "group", "rank", "seeds", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
+          "speed-up (gap ≤ 1 %)"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in summary:
+    cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["n"])]
+    for m in analysis.MEASURES:
+      v = r[m]
+      reached = f"({v['reached']}/{r['n']})"
+      cells.append(f"{num(v['mean'], 3)} ± {num(v['std'], 2)} {reached}" if v["reached"] else f"never {reached}")
+    cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def by_weight_decay(rows):
+  """{suffix: rows}: one subset per weight decay when the workdirs differ in it (App. E), else all rows."""
+  wds = sorted({r["weight_decay"] for r in rows}, key=sort_key)
+  if len(wds) == 1:
+    return {"": rows}
+  return {f"_wd{wd:g}": [r for r in rows if r["weight_decay"] == wd] for wd in wds}
+
+
+def figures(rows, workdirs):
+  """Yields (file stem, Figure) for everything the rows support."""
+  for suffix, sub in by_weight_decay(rows).items():
+    groups = sorted({r["group"] for r in sub} - {"none"}, key=group_key) or ["none"]
+    for g in groups:
+      yield f"accuracy_{g.replace(',', '+')}{suffix}", accuracy_figure(sub, g)
+    for g in groups:
+      for f in sorted({analysis.frac_key(r["frac"]) for r in sub}):
+        has = {r["group"] for r in sub if analysis.frac_key(r["frac"]) == f and r.get("stable_rank")}
+        if g != "none" and {"none", g} <= has:
+          for diff in (False, True):
+            stem = f"stable_rank{'_diff' * diff}_{g.replace(',', '+')}_f{f * 100:g}{suffix}"
+            yield stem, stable_rank_figure(sub, g, f, diff)
+  if any(r["group"] != "none" for r in rows):
+    vary_wd = len(by_weight_decay(rows)) > 1
+    keys = {"row_key": "weight_decay", "panel_key": "group"} if vary_wd else {}
+    yield "grid_test_acc", grid_figure(rows, "best_test", **keys)
+    yield "grid_gap", grid_figure(rows, "gap", **keys)
+  for w in workdirs:
+    for layer, entries in load_factors(w, rows).items():
+      stem = f"{os.path.basename(os.path.normpath(w))}_{layer.replace('/', '_')}"
+      yield f"factors_{stem}", factor_figure(entries, layer)
+      yield f"spectra_{stem}", spectra_figure(entries, layer)
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(prog="python -m dlgrok.plot", description=__doc__.splitlines()[0])
+  ap.add_argument("workdirs", nargs="+", help="run directories holding config.json and metrics.jsonl")
+  ap.add_argument("--out", help="output folder (default: <first workdir>/plots)")
+  ap.add_argument("--pdf", action="store_true", help="also write PDF")
+  ap.add_argument("--table", action="store_true", help="print a markdown table of steps-to-grok")
+  args = ap.parse_args(argv)
+  rows = load(args.workdirs)
+  out = args.out or os.path.join(args.workdirs[0], "plots")
+  os.makedirs(out, exist_ok=True)
+  for stem, fig in figures(rows, args.workdirs):
+    for ext in ("png", "pdf") if args.pdf else ("png",):
+      path = os.path.join(out, f"{stem}.{ext}")
+      fig.savefig(path)
+      print(path)
+    plt.close(fig)
+  if args.table:
+    for suffix, sub in by_weight_decay(rows).items():
+      if suffix:
+        print(f"\nweight decay {sub[0]['weight_decay']:g}\n")
+      print(table(analysis.summarise(sub)))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,130 @@
+"""Stable rank, steps-to-grok and the App. C measures on inputs with known answers."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dlgrok import analysis
+
+
+def test_stable_rank_known_matrices():
+  assert float(analysis.stable_rank(jnp.eye(5))) == pytest.approx(1.0)
+  rank1 = jnp.outer(jnp.arange(1.0, 5.0), jnp.arange(1.0, 7.0))  # 4 x 6, rank 1
+  assert float(analysis.stable_rank(rank1)) == pytest.approx(1 / 4, rel=1e-5)
+  diag = jnp.diag(jnp.array([1.0, 2.0, 3.0, 4.0]))
+  assert float(analysis.stable_rank(diag)) == pytest.approx((1 + 4 + 9 + 16) / 16 / 4, rel=1e-6)
+  rect = jnp.zeros((3, 7)).at[0, 0].set(2.0).at[1, 1].set(1.0)  # ||.||_F^2 = 5, ||.||_2^2 = 4, min = 3
+  assert float(analysis.stable_rank(rect)) == pytest.approx(5 / 4 / 3, rel=1e-6)
+  assert float(analysis.stable_rank(jnp.zeros((4, 4)))) == 0.0
+
+
+def test_stable_rank_jit_vmap():
+  stack = jnp.stack([jnp.eye(4), jnp.ones((4, 4)), jnp.diag(jnp.array([2.0, 2.0, 1.0, 0.0]))])
+  out = jax.jit(jax.vmap(analysis.stable_rank))(stack)
+  np.testing.assert_allclose(out, [1.0, 0.25, 9 / 4 / 4], rtol=1e-5)
+  np.testing.assert_allclose(analysis.stable_rank(stack), out, rtol=1e-6)  # leading axes batch too
+
+
+def test_stable_ranks_tree():
+  params = {"tok_emb": {"embedding": jnp.eye(3)}, "out": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)},
+            "block_0": {"ffn": {"fc1": {"kernel": jnp.diag(jnp.array([1.0, 2.0]))}}}}
+  sr = jax.jit(analysis.stable_ranks)(params)
+  assert set(sr) == {"tok_emb", "out", "block_0/ffn/fc1"}
+  assert float(sr["tok_emb"]) == pytest.approx(1.0)
+  assert float(sr["out"]) == pytest.approx(0.5)
+  assert float(sr["block_0/ffn/fc1"]) == pytest.approx(5 / 4 / 2)
+  stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x]), params)
+  sr2 = analysis.stable_ranks(stacked, batch_dims=1)
+  np.testing.assert_allclose(sr2["block_0/ffn/fc1"], [0.625, 0.625], rtol=1e-6)
+  np.testing.assert_allclose(jax.vmap(analysis.stable_ranks)(stacked)["out"], [0.5, 0.5], rtol=1e-6)
+
+
+def rows_of(steps, train, test, model=0, **kw):
+  base = {"model": model, "group": "none", "rank": "full", "pct": None, "frac": 0.5, "seed": model}
+  return [dict(base, step=s, train_acc=a, test_acc=b, **kw) for s, a, b in zip(steps, train, test)]
+
+
+STEPS = [0, 10, 100, 1000, 10000, 100000]
+
+
+def test_steps_to_grok_known_curves():
+  # memorises at 100, test 0.95 at 10000, 0.99 with a 1 % gap at 100000
+  r = rows_of(STEPS, [0.01, 0.5, 0.99, 1.0, 1.0, 1.0], [0.01, 0.02, 0.02, 0.5, 0.95, 0.99])
+  assert analysis.steps_to_grok(r) == {"memorise_step": 100, "test95_step": 10000, "test99_step": 100000,
+                                       "gap1_step": 100000}
+  # a zero gap at chance level does not count, float32 rounding of 0.99 does; order of rows does not matter
+  r = rows_of(STEPS, [0.01, 0.98999995, 0.995, 1.0, 1.0, 1.0], [0.01, 0.5, 0.986, 0.99, 0.99, 1.0])[::-1]
+  assert analysis.steps_to_grok(r) == {"memorise_step": 10, "test95_step": 100, "test99_step": 1000,
+                                       "gap1_step": 100}
+
+
+def test_steps_to_grok_never():
+  r = rows_of(STEPS, [0.01, 0.3, 1.0, 1.0, 1.0, 1.0], [0.01, 0.01, 0.3, 0.5, 0.9, 0.94])
+  assert analysis.steps_to_grok(r) == {"memorise_step": 100, "test95_step": None, "test99_step": None,
+                                       "gap1_step": None}
+  nan = rows_of(STEPS, [float("nan")] * 6, [float("nan")] * 6)  # a diverged model
+  assert set(analysis.steps_to_grok(nan).values()) == {None}
+
+
+def grokker(model, seed, gap1, group="none", rank="full", pct=None, frac=0.5):
+  """One model whose train reaches 1.0 at step 10 and test reaches 1.0 at `gap1` (None: never)."""
+  test = [1.0 if gap1 is not None and s >= gap1 else 0.1 for s in STEPS]
+  rows = rows_of(STEPS, [0.0] + [1.0] * 5, test, model=model)
+  for r in rows:
+    r.update(seed=seed, group=group, rank=rank, pct=pct, frac=frac)
+  return rows
+
+
+def test_summarise_speedup():
+  rows = grokker(0, 0, 10000) + grokker(1, 1, 100000)  # baseline: mean 55000
+  rows += grokker(2, 0, 1000, "all", "p100", 100.0) + grokker(3, 1, 1000, "all", "p100", 100.0)
+  rows += grokker(4, 0, 1000, "all", "p50", 50.0) + grokker(5, 1, None, "all", "p50", 50.0)
+  s = analysis.summarise(rows)
+  assert [(r["group"], r["rank"]) for r in s] == [("none", "full"), ("all", "p50"), ("all", "p100")]
+  base, p50, p100 = s
+  assert base["gap1_step"] == {"mean": 55000.0, "std": 45000.0, "reached": 2}
+  assert base["memorise_step"]["mean"] == 10
+  assert p100["speedup"] == pytest.approx(55.0)
+  assert base["speedup"] == pytest.approx(1.0)
+  assert p50["gap1_step"]["reached"] == 1 and p50["speedup"] is None  # a seed never got there
+  assert p50["n"] == 2
+
+
+def test_mean_curve_and_stable_rank_matrix():
+  a = rows_of([0, 1, 2], [0.0, 0.5, 1.0], [0.0, 0.0, 0.5], model=0)
+  b = rows_of([0, 1, 2, 3], [0.2, 0.7, 1.0, 1.0], [0.0, 0.2, 0.9, 1.0], model=1)
+  for rs, k in ((a, 1.0), (b, 3.0)):
+    for r in rs:
+      r["stable_rank"] = {"out": 0.1 * k, "tok_emb": 0.01 * k * r["step"]}
+  steps, mean, std = analysis.mean_curve([a, b], "train_acc")
+  np.testing.assert_array_equal(steps, [0, 1, 2])
+  np.testing.assert_allclose(mean, [0.1, 0.6, 1.0])
+  np.testing.assert_allclose(std, [0.1, 0.1, 0.0])
+  layers, steps, mat = analysis.stable_rank_matrix([a, b])
+  assert layers == ["tok_emb", "out"]
+  np.testing.assert_allclose(mat, [[0.0, 0.02, 0.04], [0.2, 0.2, 0.2]])
+  np.testing.assert_allclose(analysis.distance(mat, np.zeros_like(mat)), np.hypot(mat[0], mat[1]))
+  common, x, y = analysis.align(np.array([0, 1, 2]), mat, np.array([1, 2, 5]), np.ones((2, 3)))
+  np.testing.assert_array_equal(common, [1, 2])
+  np.testing.assert_allclose(x, mat[:, 1:])
+
+
+def test_factor_measures():
+  q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 3)))
+  vt = np.eye(3, 5)
+  s = np.diag([5.0, 3.0, 7.0])
+  assert analysis.orthogonality(q, vt) == pytest.approx((0.0, 0.0), abs=1e-12)
+  assert analysis.orthogonality(2 * q, vt, k=2) == pytest.approx((3 * np.sqrt(2), 0.0))
+  assert analysis.offdiag_mass(s) == 0.0
+  junk = np.array([[3.0, 0.0, 9.0], [4.0, 0.0, 9.0], [9.0, 9.0, 9.0]])  # only the top-left 2 x 2 is live
+  assert analysis.offdiag_mass(junk, k=2) == pytest.approx(0.8)
+  sv = analysis.spectrum(q, s, vt, k=2)  # the third rank (7) is masked out
+  np.testing.assert_allclose(sv, [5.0, 3.0, 0.0, 0.0, 0.0], atol=1e-12)  # 6 x 5: five values
+  utu, vvt, abs_s = analysis.grams(2 * q, -s, vt, k=2)
+  np.testing.assert_allclose(utu, 4 * np.eye(2), atol=1e-12)
+  np.testing.assert_allclose(vvt, np.eye(2))
+  np.testing.assert_allclose(abs_s, np.diag([5.0, 3.0]))
+  a = np.outer([1.0, 2.0], [3.0, 4.0, 0.0])
+  u, sd, vt2 = analysis.dense_factors(a)
+  np.testing.assert_allclose(u @ sd @ vt2, a, atol=1e-12)
+  np.testing.assert_allclose(np.diag(sd), [np.sqrt(5) * 5, 0.0], atol=1e-12)

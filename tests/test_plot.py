@@ -1,0 +1,187 @@
+"""Figures from tiny synthetic runs: the plotted data must equal the metrics."""
+import json
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+
+from dlgrok import analysis, plot
+
+STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
+LAYERS = ["block_0/ffn/fc1", "out", "tok_emb"]
+RANKS = {"p50": 50.0, "p100": 100.0}
+
+
+def curve(mid, seed):
+  """An accuracy curve rising around step `mid`; the seed shifts it a little."""
+  return [float(1 / (1 + np.exp(-8 * (np.log10(s + 1) - np.log10(mid))))) * (0.995 + 0.005 * seed) for s in STEPS]
+
+
+def write_run(d, frac, seeds=(0, 1), group="all", wd=0.0):
+  """config.json + metrics.jsonl as train writes them: a baseline cohort and a `group` cohort of two ranks."""
+  os.makedirs(d, exist_ok=True)
+  cfg = {"task": "mod97", "p": 97, "op": "x/y", "frac": frac, "steps": STEPS[-1], "group": group,
+         "ranks": list(RANKS), "seeds": len(seeds), "matmul_precision": "highest", "weight_decay": wd}
+  with open(os.path.join(d, "config.json"), "w") as f:
+    json.dump(cfg, f)
+  cohorts = [("none", "full", None)] + [(group, r, p) for r, p in RANKS.items()]
+  rows, model = [], 0
+  for g, rank, pct in cohorts:
+    for seed in seeds:
+      mid = 300 * frac if g == "none" else 30 * frac * 100 / pct
+      train, test = curve(3, seed), curve(mid, seed)
+      for i, s in enumerate(STEPS):
+        shift = 0.05 * seed if g != "none" else 0
+        sr = {l: 0.9 - 0.1 * i * (j + 1) / len(STEPS) - shift for j, l in enumerate(LAYERS)}
+        rows.append({"step": s, "model": model, "cohort": "baseline" if g == "none" else g, "seed": seed,
+                     "group": g, "rank": rank, "pct": pct, "frac": frac, "train_acc": train[i], "test_acc": test[i],
+                     "train_loss": 1.0, "test_loss": 1.0, "diverged": False, "wall": 0.1 * i,
+                     "layer_ranks": {} if g == "none" else {"tok_emb": 6}, "stable_rank": sr})
+      model += 1
+  with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+    for r in rows:
+      f.write(json.dumps(r, sort_keys=True) + "\n")
+  return rows
+
+
+def mean_of(rows, group, rank, field, frac=None):
+  sel = [r for r in rows if r["group"] == group and r["rank"] == rank and (frac is None or r["frac"] == frac)]
+  return np.array([np.mean([r[field] for r in sel if r["step"] == s]) for s in STEPS])
+
+
+@pytest.fixture
+def runs(tmp_path):
+  a, b = str(tmp_path / "f50"), str(tmp_path / "f80")
+  rows = write_run(a, 0.5) + write_run(b, 0.8)
+  return [a, b], rows
+
+
+def test_accuracy_figure_lines_equal_metrics(runs):
+  dirs, rows = runs
+  fig = plot.accuracy_figure(plot.load(dirs), "all")
+  axes = fig.axes
+  assert len(axes) == 2
+  assert [ax.get_title() for ax in axes] == ["50 % training data", "80 % training data"]
+  for ax, frac in zip(axes, (0.5, 0.8)):
+    assert ax.get_xscale() == "log"
+    lines = ax.get_lines()
+    assert len(lines) == 6  # (baseline + 2 ranks) x (train, test)
+    # order: baseline train, baseline test, p50 train, p50 test, p100 train, p100 test
+    expect = [(g, r, f) for g, r in (("none", "full"), ("all", "p50"), ("all", "p100"))
+              for f in ("train_acc", "test_acc")]
+    for line, (g, r, field) in zip(lines, expect):
+      np.testing.assert_array_equal(line.get_xdata(), STEPS[1:])  # step 0 is off the log axis
+      np.testing.assert_allclose(line.get_ydata(), mean_of(rows, g, r, field, frac)[1:])
+      assert line.get_linestyle() == (":" if field == "train_acc" else "-")
+    assert matplotlib.colors.to_hex(lines[0].get_color()) == "#000000"
+    assert len({matplotlib.colors.to_hex(l.get_color()) for l in lines}) == 3
+  assert "train (dotted)" in fig.get_suptitle()
+  assert axes[0].get_xlabel() == "optimisation step" and axes[0].get_ylabel() == "accuracy"
+
+
+def test_stable_rank_figures(runs):
+  dirs, rows = runs
+  rows = plot.load(dirs)
+  fig = plot.stable_rank_figure(rows, "all", 0.5)
+  images = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
+  assert len(images) == 3  # baseline, 100 %, 50 %
+  cells = analysis.cells(rows)
+  layers = analysis.layer_order(LAYERS)
+  _, _, base = analysis.stable_rank_matrix(cells[("none", "full", 0.5)], layers)
+  _, _, p100 = analysis.stable_rank_matrix(cells[("all", "p100", 0.5)], layers)
+  np.testing.assert_allclose(images[0], base)
+  np.testing.assert_allclose(images[1], p100)
+  np.testing.assert_allclose(p100[:, 0], [0.875] * 3)  # mean over seeds 0, 1 of 0.9 - 0.05 seed
+  diff = plot.stable_rank_figure(rows, "all", 0.5, diff=True)
+  images = [ax.get_images()[0].get_array() for ax in diff.axes if ax.get_images()]
+  assert len(images) == 2
+  np.testing.assert_allclose(images[0], p100 - base)
+  dist = [l for ax in diff.axes for l in ax.get_lines() if l.get_color() == "black"][0]
+  np.testing.assert_allclose(dist.get_ydata(), np.sqrt(3) * 0.025)  # every layer differs by 0.025
+
+
+def test_grid_figure(runs):
+  dirs, rows = runs
+  fig = plot.grid_figure(plot.load(dirs), "best_test")
+  ax = fig.axes[0]
+  assert ax.get_title() == "50 % training data"
+  texts = [float(t.get_text()) for t in ax.texts]
+  best = lambda g, r: 100 * np.mean([max(x["test_acc"] for x in rows if x["model"] == m and x["frac"] == 0.5)
+                                     for m in {x["model"] for x in rows if x["group"] == g and x["rank"] == r}])
+  assert texts == pytest.approx([round(best("none", "full"), 1), round(best("all", "p50"), 1),
+                                 round(best("all", "p100"), 1)], abs=0.051)
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["base", "50", "100"]
+
+
+def test_factor_figures(tmp_path):
+  d = str(tmp_path / "run")
+  write_run(d, 0.5, seeds=(0,))
+  rng = np.random.default_rng(0)
+  data = {"m0/tok_emb/A": rng.normal(size=(8, 6))}
+  for m in (1, 2):  # p50, p100 models; rank 6 live of 6, U scaled by m
+    q, _ = np.linalg.qr(rng.normal(size=(8, 6)))
+    data.update({f"m{m}/tok_emb/U": m * q, f"m{m}/tok_emb/S": np.diag(np.arange(6.0, 0.0, -1)),
+                 f"m{m}/tok_emb/Vt": np.eye(6)})
+  np.savez(os.path.join(d, "factors.npz"), **data)
+  entries = plot.load_factors(d, plot.load([d]))["tok_emb"]
+  assert [label for label, _ in entries] == ["baseline", "rank 50 %", "rank 100 %"]
+  fig = plot.factor_figure(entries, "tok_emb")
+  imgs = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
+  assert len(imgs) == 9  # 3 rows x 3 labels
+  np.testing.assert_allclose(imgs[0], np.eye(6), atol=1e-12)  # baseline U^T U from an SVD
+  np.testing.assert_allclose(imgs[2], 4 * np.eye(6), atol=1e-12)  # model 2: U = 2 Q
+  np.testing.assert_allclose(imgs[5], np.eye(6))  # p100 Vt Vt^T
+  np.testing.assert_allclose(np.diag(imgs[8]), np.log10(np.arange(6.0, 0.0, -1)))
+  assert np.ma.getmaskarray(imgs[8])[0, 1]  # zeros are masked, drawn white
+  spec = plot.spectra_figure(entries, "tok_emb")
+  np.testing.assert_allclose(spec.axes[0].get_lines()[2].get_ydata(), 2 * np.arange(6.0, 0.0, -1))
+
+
+def test_cli_writes_pngs_and_table(runs, tmp_path, capsys):
+  dirs, rows = runs
+  out = str(tmp_path / "plots")
+  plot.main(dirs + ["--out", out, "--table", "--pdf"])
+  printed = capsys.readouterr().out.splitlines()
+  files = [l for l in printed if l.startswith(out)]
+  names = sorted(os.path.basename(f) for f in files)
+  assert "accuracy_all.png" in names and "accuracy_all.pdf" in names
+  assert "stable_rank_all_f50.png" in names and "stable_rank_diff_all_f80.png" in names
+  assert "grid_test_acc.png" in names and "grid_gap.png" in names
+  assert all(os.path.getsize(f) > 1000 for f in files)
+  table = [l for l in printed if l.startswith("|")]
+  assert len(table) == 2 + 6  # header, rule, (baseline + 2 ranks) x 2 fracs
+  assert table[2].startswith("| 50 % | none | full | 2 |")
+  summary = analysis.summarise(plot.load(dirs))
+  assert summary[0]["speedup"] == pytest.approx(1.0)
+  assert summary[2]["speedup"] > summary[1]["speedup"] > 1  # p100 groks earliest in the synthetic runs
+
+
+def test_shared_baseline_read_once(tmp_path):
+  a, b = str(tmp_path / "all"), str(tmp_path / "ffn")
+  rows = write_run(a, 0.5, group="all") + write_run(b, 0.5, group="ffn")
+  loaded = plot.load([a, b])
+  assert len(loaded) == len(rows) - 2 * len(STEPS)  # the second run's two baseline models are the same models
+  summary = {(r["group"], r["rank"]): r for r in analysis.summarise(loaded)}
+  assert summary[("none", "full")]["n"] == 2 and summary[("ffn", "p50")]["n"] == 2
+  fig = plot.accuracy_figure(loaded, "ffn")
+  assert len(fig.axes[0].get_lines()) == 6
+  np.testing.assert_allclose(fig.axes[0].get_lines()[1].get_ydata(), mean_of(rows, "none", "full", "test_acc")[1:])
+
+
+def test_weight_decay_sweep(tmp_path, capsys):
+  dirs = [str(tmp_path / f"wd{wd}") for wd in (0.0, 0.1)]
+  rows = write_run(dirs[0], 0.5, group="fc1", wd=0.0) + write_run(dirs[1], 0.5, group="fc1", wd=0.1)
+  for r in rows[len(rows) // 2:]:
+    r["weight_decay"] = 0.1
+  loaded = plot.load(dirs)
+  assert len(loaded) == len(rows)  # a different weight decay is a different model
+  fig = plot.grid_figure(loaded, "best_test", row_key="weight_decay", panel_key="group")
+  ax = fig.axes[0]
+  assert ax.get_title() == "decomposed: FC1"
+  assert [t.get_text() for t in ax.get_yticklabels()] == ["0.0", "0.1"]
+  assert len(ax.texts) == 2 * 3  # (base, 50, 100) per weight decay
+  plot.main(dirs + ["--out", str(tmp_path / "plots"), "--table"])
+  out = capsys.readouterr().out
+  assert "accuracy_fc1_wd0.png" in out and "accuracy_fc1_wd0.1.png" in out
+  assert out.count("| 50 % | none | full | 2 |") == 2  # one table per weight decay
