@@ -108,6 +108,7 @@ def base(**fields):
   c.init = "torch"
   c.data_dir = ""
   c.progress_seconds = 10.0
+  c.checkpoint_minutes = 5.0  # a checkpoint at the first chunk boundary after this much wall time
   c.update(fields)
   return c
 

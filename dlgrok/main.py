@@ -13,6 +13,8 @@ from dlgrok import configs, decompose, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/<family>.py:<argument>", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<experiment>-<argument>)")
+_ALLOW = flags.DEFINE_bool("allow_config_change", False, "continue a workdir whose config.json differs")
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def default_workdir(config_arg, overrides):
@@ -30,10 +32,15 @@ def main(argv):
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
                                               config_flags.get_override_values(flags.FLAGS["config"]))
   try:
-    train.run(_CONFIG.value, workdir)
+    train.run(_CONFIG.value, workdir, allow_config_change=_ALLOW.value)
   except (configs.ConfigError, decompose.DecomposeError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except train.Interrupted as e:
+    again = " ".join(a for a in sys.argv if not a.startswith("--workdir"))
+    print(f"interrupted by {e.signal_name} at step {e.step}; saved to {workdir}/checkpoints; resume with: "
+          f"python -m dlgrok.main {' '.join(again.split()[1:])} --workdir={workdir}", file=sys.stderr)
+    sys.exit(EXIT_CODES.get(e.signal_name, 1))
 
 
 def run():

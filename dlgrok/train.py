@@ -14,7 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dlgrok import analysis, configs, decompose, metrics, tasks
+from dlgrok import analysis, checkpoint, configs, decompose, metrics, tasks
+
+IGNORED_ON_RESUME = ("progress_seconds", "checkpoint_minutes")  # may change between a run and its resumption
+
+
+class Interrupted(Exception):
+  """SIGTERM/SIGINT arrived; the state was saved at `step`."""
+
+  def __init__(self, signal_name, step):
+    super().__init__(f"{signal_name} at step {step}")
+    self.signal_name, self.step = signal_name, step
 
 
 @dataclasses.dataclass
@@ -257,15 +267,52 @@ def mean_accs(rows):
   return (float(np.mean(tr)) if tr else float("nan"), float(np.mean(te)) if te else float("nan"))
 
 
+def check_workdir(config, workdir, allow_config_change=False):
+  """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message)."""
+  p = os.path.join(workdir, "config.json")
+  if not os.path.exists(p):
+    return
+  with open(p) as f:
+    old = json.load(f)
+  new = json.loads(json.dumps(config.to_dict()))
+  diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+          if old.get(k) != new.get(k) and k not in IGNORED_ON_RESUME]
+  if diff and not allow_config_change:
+    raise configs.ConfigError(f"{workdir} holds a run with another config ({'; '.join(diff)}); "
+                              "use a new --workdir, or --allow_config_change to continue it anyway")
+
+
 def write_config(config, workdir):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(config.to_dict(), f, indent=2, sort_keys=True)
 
 
-def run(config, workdir):
-  """Trains every cohort of `config`, writing config.json and metrics.jsonl into `workdir`; returns the states."""
+def full_state(step, runners, states):
+  """What a checkpoint holds: the step, and per cohort params, optimiser state, data keys and splits."""
+  return {"step": step, "cohorts": [dict(s, data_keys=r.data_keys, train_idx=r.train_idx)
+                                    for r, s in zip(runners, states)]}
+
+
+def restore(ckpt, runners, states, step=None):
+  """(step, states) from the newest readable checkpoint, or (0, states) when there is none."""
+  sds = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)
+  abstract = full_state(0, runners, states)
+  abstract["cohorts"] = jax.tree_util.tree_map(sds, abstract["cohorts"])
+  found, saved = ckpt.restore(abstract, step)
+  if saved is None:
+    return 0, states
+  for r, c in zip(runners, saved["cohorts"]):
+    if not (np.array_equal(c["data_keys"], r.data_keys) and np.array_equal(c["train_idx"], r.train_idx)):
+      raise configs.ConfigError(f"checkpoint {found} was made with other seeds or data splits than this config")
+  return int(found), [{"params": c["params"], "opt": c["opt"]} for c in saved["cohorts"]]
+
+
+def run(config, workdir, allow_config_change=False):
+  """Trains every cohort of `config` in `workdir` (config.json, metrics.jsonl, checkpoints/), resuming from the
+  newest checkpoint there; returns (runners, states). Raises Interrupted after saving on SIGTERM/SIGINT."""
   task, config = resolve(config)
+  check_workdir(config, workdir, allow_config_change)
   steps = int(config.steps)
   cohorts = plan(config, task)
   data = task.data(config)
@@ -273,23 +320,48 @@ def run(config, workdir):
   n_models = sum(len(c.models) for c in cohorts)
   print(f"{n_models} models in {len(cohorts)} cohort(s): "
         + "; ".join(f"{c.name}: {len(c.models)}" for c in cohorts) + f"; {steps} steps", flush=True)
-  with jax.default_matmul_precision(config.matmul_precision):
+  ckpt = checkpoint.Checkpointer(workdir)
+  with jax.default_matmul_precision(config.matmul_precision), checkpoint.Interrupt() as interrupt:
     runners = [CohortRunner(config, task, c, data) for c in cohorts]
-    states = [r.init() for r in runners]
+    step, states = restore(ckpt, runners, [r.init() for r in runners])
+    if step:
+      print(f"resumed from the checkpoint at step {step}", flush=True)
+    metrics.truncate_after(workdir, step if step else -1)
     writer = metrics.Writer(workdir)
-    progress = Progress(steps, n_models, config.progress_seconds)
-    step = 0
-    for target in eval_steps(steps, config.eval_points):
-      while step < target:
-        n, t = progress.next_chunk(target - step), time.time()
-        states = [r.chunk(s, jnp.int32(step), jnp.int32(n)) for r, s in zip(runners, states)]
-        jax.block_until_ready(states)
-        progress.chunk_done(n, time.time() - t)
-        step += n
-        progress(step)
-      rows = [row for r, s in zip(runners, states) for row in r.rows(step, s["params"], config.frac,
-                                                                      time.time() - progress.t0)]
-      writer.write(rows)
-      progress(step, mean_accs(rows), force=step == steps)
-    writer.close()
+    progress = Progress(steps, n_models, config.progress_seconds, start_step=step)
+    last_save = time.time()
+
+    def save(force=False):
+      nonlocal last_save
+      if force or time.time() - last_save >= 60 * config.checkpoint_minutes:
+        ckpt.save(step, full_state(step, runners, states))
+        last_save = time.time()
+
+    try:
+      for target in eval_steps(steps, config.eval_points):
+        if target <= step and not (target == 0 and step == 0):
+          continue
+        while step < target:
+          n, t = progress.next_chunk(target - step), time.time()
+          states = [r.chunk(s, jnp.int32(step), jnp.int32(n)) for r, s in zip(runners, states)]
+          jax.block_until_ready(states)
+          progress.chunk_done(n, time.time() - t)
+          step += n
+          progress(step)
+          if jax.process_count() > 1 and ckpt.manager.reached_preemption(step):
+            interrupt.signal = interrupt.signal or "preemption"
+          if interrupt.signal:
+            save(force=True)
+            raise Interrupted(interrupt.signal, step)
+          if step < target:
+            save()
+        rows = [row for r, s in zip(runners, states) for row in r.rows(step, s["params"], config.frac,
+                                                                        time.time() - progress.t0)]
+        writer.write(rows)
+        progress(step, mean_accs(rows), force=step == steps)
+        save(force=step == steps)
+    finally:
+      writer.close()
+      ckpt.wait()
+      ckpt.close()
   return runners, states

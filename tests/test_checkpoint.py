@@ -1,0 +1,84 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import ROOT, tiny_config
+from dlgrok import checkpoint, configs, metrics, train
+
+ARG = "ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=400,seeds=2,eval_points=6,batch_size=32"
+CMD = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:{ARG}",
+       "--config.progress_seconds=0.05", "--config.checkpoint_minutes=1000"]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+
+
+def stripped_lines(workdir):
+  return [json.dumps({k: v for k, v in r.items() if k not in metrics.WALL_FIELDS}, sort_keys=True)
+          for r in metrics.read(workdir)]
+
+
+def final_params(workdir):
+  """The last checkpoint, read with plain orbax calls (no dlgrok)."""
+  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints")) as mngr:
+    step = mngr.latest_step()
+    return step, mngr.restore(step, args=ocp.args.StandardRestore())
+
+
+def test_sigterm_resume_is_bit_identical(tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  done = subprocess.run(CMD + [f"--workdir={a}"], env=ENV, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr
+  proc = subprocess.Popen(CMD + [f"--workdir={b}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  for line in proc.stdout:  # interrupt well past the last evaluation point before 400 (121)
+    if line.startswith("step ") and 150 <= int(line.split()[1].split("/")[0]) < 300:
+      proc.send_signal(signal.SIGTERM)
+      break
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 143, err
+  stopped = int(err.split("interrupted by SIGTERM at step ")[1].split(";")[0])
+  assert 150 <= stopped < 400 and stopped not in train.eval_steps(400, 6)
+  assert "resume with: python -m dlgrok.main" in err
+  assert max(r["step"] for r in metrics.read(b)) == max(s for s in train.eval_steps(400, 6) if s < stopped)
+  resumed = subprocess.run(CMD + [f"--workdir={b}"], env=ENV, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr
+  assert f"resumed from the checkpoint at step {stopped}" in resumed.stdout
+  assert stripped_lines(a) == stripped_lines(b)
+  (sa, pa), (sb, pb) = final_params(a), final_params(b)
+  assert sa == sb == 400
+  leaves_a, leaves_b = ocp.tree.to_flat_dict(pa), ocp.tree.to_flat_dict(pb)
+  assert leaves_a.keys() == leaves_b.keys() and len(leaves_a) > 10
+  for k in leaves_a:
+    assert np.array_equal(np.asarray(leaves_a[k]), np.asarray(leaves_b[k])), k
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path):
+  wd = str(tmp_path)
+  cfg = tiny_config(group="tok", ranks="r4", baseline=False, checkpoint_minutes=0.0)
+  train.run(cfg, wd)
+  before = stripped_lines(wd)
+  ckdir = checkpoint.directory(wd)
+  assert sorted(int(s) for s in os.listdir(ckdir) if s.isdigit()) == [4, 15, 60]
+  shutil.copytree(os.path.join(ckdir, "60"), os.path.join(ckdir, "61.orbax-checkpoint-tmp-1"))  # a crash mid-save
+  for root, _, files in os.walk(os.path.join(ckdir, "60")):
+    for f in files:
+      if f != "_CHECKPOINT_METADATA":
+        open(os.path.join(root, f), "wb").close()  # truncated files
+  with pytest.warns(UserWarning, match="checkpoint at step 60 is unreadable"):
+    runners, _ = train.run(cfg, wd)
+  assert stripped_lines(wd) == before
+  assert [r.traces for r in runners] == [1]
+
+
+def test_changed_config_is_refused(tmp_path):
+  train.run(tiny_config(steps=5.0, eval_points=2, baseline=False, group="out", ranks="r3"), str(tmp_path))
+  with pytest.raises(configs.ConfigError, match=r"another config \(lr: 0.001 -> 0.01; steps: 5.0 -> 6.0\)"):
+    train.run(tiny_config(steps=6.0, lr=0.01, eval_points=2, baseline=False, group="out", ranks="r3"),
+              str(tmp_path))
