@@ -1,0 +1,156 @@
+"""Inspects a run's checkpoint: python -m dlgrok.inspect WORKDIR [--step N] [--model I] [--json]
+[--export PATH --rank K].
+
+Lists steps, cohorts and models; per decomposed layer its shapes, parameter counts, singular values, stable
+rank, orthogonality of U and Vt and the off-diagonal mass of S (App. C); whole-model totals and compression
+ratios. --export writes model I as a dense parameter tree, every factorised layer SVD-compressed to rank K.
+"""
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from dlgrok import analysis, checkpoint, decompose, metrics, tasks, train
+
+
+def load(workdir, step=None):
+  """(config, task, runners, step, states) restored from `workdir`."""
+  config = ml_collections.ConfigDict(metrics.load_config(workdir))
+  task, config = train.resolve(config)
+  data = task.data(config)
+  runners = [train.CohortRunner(config, task, c, data) for c in train.plan(config, task)]
+  abstract = [jax.eval_shape(r._init, r.init_keys) for r in runners]
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+  if not ckpt.steps():
+    raise SystemExit(f"error: no checkpoint in {checkpoint.directory(workdir)}")
+  found, states = train.restore(ckpt, runners, abstract, step)
+  return config, task, runners, found, states, ckpt.steps()
+
+
+def pick(runners, states, index):
+  """(runner, one model's params, its ranks, its position in the cohort) for global model `index`."""
+  for r, s in zip(runners, states):
+    i = index - r.cohort.first
+    if 0 <= i < len(r.cohort.models):
+      params = jax.tree_util.tree_map(lambda a: a[i], s["params"])
+      return r, params, {p: int(v[i]) for p, v in r.ranks.items()}, i
+  raise SystemExit(f"error: no model {index}; models are 0..{sum(len(r.cohort.models) for r in runners) - 1}")
+
+
+def layer_report(params, ranks):
+  """Per factorised leaf: shapes, counts, spectrum, stable rank, orthogonality, S off-diagonal mass."""
+  out = {}
+  flat = jax.tree_util.tree_flatten_with_path(params, is_leaf=decompose.is_factor)[0]
+  for path, leaf in flat:
+    if not decompose.is_factor(leaf):
+      continue
+    name = decompose.path_str(path)
+    u, s, vt = (np.asarray(leaf[k]) for k in ("U", "S", "Vt"))
+    k = ranks.get(name, s.shape[0])
+    m, n = u.shape[0], vt.shape[1]
+    a = analysis.recompose(u, s, vt, k)
+    ortho_u, ortho_v = analysis.orthogonality(u, vt, k)
+    out[name] = {"shape": [m, n], "rank": k, "U": [m, k], "S": [k, k], "Vt": [k, n],
+                 "trained": decompose.factor_params(m, n, k), "inference": decompose.inference_params(m, n, k),
+                 "dense": m * n, "singular_values": [float(x) for x in np.linalg.svd(a, compute_uv=False)[:k]],
+                 "stable_rank": float(analysis.stable_rank(jnp.asarray(a))), "UtU_minus_I": float(ortho_u),
+                 "VtVt_minus_I": float(ortho_v), "S_offdiag_mass": float(analysis.offdiag_mass(s, k))}
+  return out
+
+
+def compressed(params, ranks, k):
+  """Dense tree: every factorised leaf recomposed and SVD-truncated to rank min(k, its full rank)."""
+  def f(path, leaf):
+    if not decompose.is_factor(leaf):
+      return leaf
+    a = decompose.recompose_leaf(leaf, ranks.get(decompose.path_str(path)))
+    return decompose.compress(a, min(k, decompose.full_rank(a.shape)))
+  return jax.tree_util.tree_map_with_path(f, params, is_leaf=decompose.is_factor)
+
+
+def test_accuracy(runner, dense, i):
+  logits = runner.model.apply({"params": dense}, runner.x)
+  test = ~np.asarray(runner.is_train[i])
+  return float(np.mean(np.asarray(tasks.correct(logits, runner.y))[test]))
+
+
+def report(workdir, step=None, model=None):
+  config, task, runners, found, states, steps = load(workdir, step)
+  out = {"workdir": workdir, "steps": steps, "step": found, "cohorts": [], "models": []}
+  for r in runners:
+    out["cohorts"].append({"name": r.cohort.name, "models": len(r.cohort.models)})
+    for i, m in enumerate(r.cohort.models):
+      out["models"].append({"model": r.cohort.first + i, "cohort": r.cohort.name, "group": r.cohort.name if
+                            r.cohort.words else "none", "rank": m.rank, "seed": m.seed, "frac": config.frac})
+  chosen = range(len(out["models"])) if model is None else [model]
+  out["details"] = {}
+  for index in chosen:
+    r, params, ranks, _ = pick(runners, states, index)
+    _, total = decompose.count_params(params, ranks)
+    out["details"][index] = {"layers": layer_report(params, ranks), "total": total,
+                             "trained_ratio": total["trained"] / total["dense"],
+                             "inference_ratio": total["inference"] / total["dense"]}
+  return out, (config, runners, states)
+
+
+def print_report(out):
+  print(f"{out['workdir']}: checkpoints at steps {out['steps']}; showing step {out['step']}")
+  for m in out["models"]:
+    print(f"  model {m['model']:3d}  cohort {m['cohort']:10s} rank {m['rank']:6s} seed {m['seed']}  frac {m['frac']}")
+  for index, d in out["details"].items():
+    t = d["total"]
+    print(f"model {index}: trained {t['trained']}  inference {t['inference']}  dense {t['dense']}  "
+          f"ratios trained/dense {d['trained_ratio']:.4f}  inference/dense {d['inference_ratio']:.4f}")
+    for name, l in d["layers"].items():
+      sv = ", ".join(f"{x:.3g}" for x in l["singular_values"][:5])
+      print(f"  {name}: {l['shape'][0]}x{l['shape'][1]} rank {l['rank']}  trained {l['trained']}  inference "
+            f"{l['inference']}  stable rank {l['stable_rank']:.4f}  |UtU-I| {l['UtU_minus_I']:.3g}  "
+            f"|VtVt'-I| {l['VtVt_minus_I']:.3g}  S off-diag {l['S_offdiag_mass']:.3g}  sv [{sv}, ...]")
+
+
+def export(runners, states, index, k, path):
+  """Writes model `index` SVD-compressed to rank k; returns (test accuracy before, after)."""
+  r, params, ranks, i = pick(runners, states, index)
+  before = test_accuracy(r, decompose.recompose(params, ranks), i)
+  dense = compressed(params, ranks, k)
+  after = test_accuracy(r, dense, i)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.abspath(path), {"params": dense}, force=True)
+    ckptr.wait_until_finished()
+  return before, after
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(prog="python -m dlgrok.inspect", description=__doc__.split("\n")[0])
+  ap.add_argument("workdir")
+  ap.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
+  ap.add_argument("--model", type=int, help="global model index (default: all)")
+  ap.add_argument("--json", action="store_true", help="machine-readable output")
+  ap.add_argument("--export", metavar="PATH", help="write a dense rank-K compressed parameter tree here")
+  ap.add_argument("--rank", type=int, help="K for --export")
+  a = ap.parse_args(argv)
+  if a.export and not a.rank:
+    ap.error("--export needs --rank K")
+  out, (_, runners, states) = report(a.workdir, a.step, a.model)
+  if a.export:
+    before, after = export(runners, states, a.model or 0, a.rank, a.export)
+    out["export"] = {"path": a.export, "rank": a.rank, "test_acc_before": before, "test_acc_after": after}
+  if a.json:
+    json.dump(out, sys.stdout, indent=1)
+    print()
+  else:
+    print_report(out)
+    if a.export:
+      e = out["export"]
+      print(f"exported model {a.model or 0} at rank {a.rank} to {a.export}: test accuracy "
+            f"{e['test_acc_before']:.4f} before, {e['test_acc_after']:.4f} after compression")
+
+
+if __name__ == "__main__":
+  main()

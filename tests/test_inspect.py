@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+
+from conftest import tiny_config
+from dlgrok import decompose, inspect, train
+
+
+def test_inspect_counts_and_export(tmp_path, capsys):
+  wd = str(tmp_path / "run")
+  train.run(tiny_config(group="tok,pos", ranks="r2,p100", seeds=1, steps=40.0), wd)
+  out, _ = inspect.report(wd)
+  assert out["step"] == 40 and [c["name"] for c in out["cohorts"]] == ["baseline", "tok,pos"]
+  assert [(m["rank"], m["seed"]) for m in out["models"]] == [("full", 0), ("r2", 0), ("p100", 0)]
+  r2, full = out["details"][1]["layers"], out["details"][2]["layers"]
+  # Table 2's position-embedding formula (5 x width) and Table 1's token formula (vocab 13 x width 32 here)
+  assert r2["pos_emb/embedding"]["trained"] == 5 * 2 + 2 * 2 + 2 * 32
+  assert full["pos_emb/embedding"]["trained"] == 5 * 5 + 25 + 5 * 32
+  assert r2["tok_emb/embedding"]["trained"] == 13 * 2 + 4 + 2 * 32 and r2["tok_emb/embedding"]["inference"] == 90
+  assert len(r2["tok_emb/embedding"]["singular_values"]) == 2
+  base = out["details"][0]["total"]
+  assert base["trained"] == base["dense"] == out["details"][1]["total"]["dense"]
+  d = out["details"][1]
+  assert d["total"]["trained"] == base["trained"] - 13 * 32 - 5 * 32 + 94 + 78
+  assert abs(d["trained_ratio"] - d["total"]["trained"] / base["dense"]) < 1e-12
+  # exact when K >= the trained rank; lossy below it
+  capsys.readouterr()
+  inspect.main([wd, "--model", "1", "--export", str(tmp_path / "exp2"), "--rank", "2", "--json"])
+  e = json.loads(capsys.readouterr().out)["export"]
+  assert e["test_acc_after"] == e["test_acc_before"]
+  _, (_, runners, states) = inspect.report(wd, model=1)
+  _, params, ranks, _ = inspect.pick(runners, states, 1)
+  exact, lossy = inspect.compressed(params, ranks, 2), inspect.compressed(params, ranks, 1)
+  dense = decompose.recompose(params, ranks)
+  assert np.max(np.abs(exact["tok_emb"]["embedding"] - dense["tok_emb"]["embedding"])) < 1e-5
+  assert np.max(np.abs(lossy["tok_emb"]["embedding"] - dense["tok_emb"]["embedding"])) > 1e-2
+  inspect.main([wd, "--model", "2", "--export", str(tmp_path / "exp1"), "--rank", "1"])
+  text = capsys.readouterr().out
+  assert "exported model 2 at rank 1" in text and "tok_emb/embedding: 13x32 rank 13" in text
+
+
+def test_export_loads_into_the_plain_model(tmp_path):
+  import orbax.checkpoint as ocp
+  from dlgrok import tasks
+  wd = str(tmp_path / "run")
+  cfg = tiny_config(group="ffn", ranks="r4", seeds=1, steps=20.0, baseline=False)
+  train.run(cfg, wd)
+  inspect.main([wd, "--model", "0", "--export", str(tmp_path / "exp"), "--rank", "4"])
+  params = ocp.StandardCheckpointer().restore(str(tmp_path / "exp"))["params"]
+  assert params["block_0"]["ffn"]["fc1"]["kernel"].shape == (32, 128)
+  assert np.linalg.matrix_rank(np.asarray(params["block_0"]["ffn"]["fc1"]["kernel"]), tol=1e-4) == 4
+  model = tasks.mod_p_model(cfg)
+  _, c = train.resolve(cfg)
+  x, _ = tasks.get("mod97").data(c).x, None
+  assert model.apply({"params": params}, x[:8]).shape == (8, 13)
