@@ -151,9 +151,7 @@ class CohortRunner:
 
   def init(self):
     """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""
-    # Runs once: XLA's optimiser would spend seconds on the many inlined RNG calls for no gain.
-    init = jax.jit(self._init).lower(self.init_keys).compile({"xla_backend_optimization_level": 0})
-    return init(self.init_keys)
+    return jax.jit(self._init)(self.init_keys)
 
   def _init(self, keys):
     x = self.x[:1]
