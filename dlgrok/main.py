@@ -26,9 +26,18 @@ def default_workdir(config_arg, overrides):
   return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts)))
 
 
+def maybe_initialize_distributed():
+  """jax.distributed.initialize() when asked (DLGROK_DISTRIBUTED=1, as launch/ sets) or under a multi-task srun;
+  it detects TPU pods and SLURM itself. A single host never needs it."""
+  if os.environ.get("DLGROK_DISTRIBUTED") == "1" or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+    import jax
+    jax.distributed.initialize()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  maybe_initialize_distributed()
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
                                               config_flags.get_override_values(flags.FLAGS["config"]))
   try:
