@@ -1,9 +1,10 @@
 """Inspects a run's checkpoint: python -m dlgrok.inspect WORKDIR [--step N] [--model I] [--json]
-[--export PATH --rank K].
+[--export PATH --rank K] [--factors].
 
 Lists steps, cohorts and models; per decomposed layer its shapes, parameter counts, singular values, stable
 rank, orthogonality of U and Vt and the off-diagonal mass of S (App. C); whole-model totals and compression
-ratios. --export writes model I as a dense parameter tree, every factorised layer SVD-compressed to rank K.
+ratios. --export writes model I as a dense parameter tree, every factorised layer SVD-compressed to rank K;
+--factors writes <workdir>/factors.npz, from which `python -m dlgrok.plot` draws the App. C figures.
 """
 import argparse
 import json
@@ -25,11 +26,11 @@ def load(workdir, step=None):
   task, config = train.resolve(config)
   data = task.data(config)
   runners = [train.CohortRunner(config, task, c, data) for c in train.plan(config, task)]
-  abstract = [jax.eval_shape(r._init, r.init_keys) for r in runners]
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   if not ckpt.steps():
     raise SystemExit(f"error: no checkpoint in {checkpoint.directory(workdir)}")
-  found, states = train.restore(ckpt, runners, abstract, step)
+  found, states = train.restore(ckpt, runners, [r.init() for r in runners], step)
+  ckpt.close()
   return config, task, runners, found, states, ckpt.steps()
 
 
@@ -126,6 +127,28 @@ def export(runners, states, index, k, path):
   return before, after
 
 
+def save_factors(workdir, runners, states, models=None):
+  """<workdir>/factors.npz for plot's App. C figures: 'm{model}/{layer}/U|S|Vt' of factorised layers, and
+  'm{model}/{layer}/A' of the same layers in dense (baseline) models."""
+  layers = {train.layer_name(p) for r in runners for p in r.cohort.max_ranks}
+  arrays = {}
+  for r, s in zip(runners, states):
+    for i in range(len(r.cohort.models)):
+      index = r.cohort.first + i
+      if models is not None and index not in models:
+        continue
+      params = jax.tree_util.tree_map(lambda a: a[i], s["params"])
+      for path, leaf in jax.tree_util.tree_flatten_with_path(params, is_leaf=decompose.is_factor)[0]:
+        layer = train.layer_name(decompose.path_str(path))
+        if layer not in layers or not (decompose.is_factor(leaf) or np.ndim(leaf) == 2):
+          continue
+        parts = leaf if decompose.is_factor(leaf) else {"A": leaf}
+        arrays.update({f"m{index}/{layer}/{k}": np.asarray(v) for k, v in parts.items()})
+  path = os.path.join(workdir, "factors.npz")
+  np.savez_compressed(path, **arrays)
+  return path
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(prog="python -m dlgrok.inspect", description=__doc__.split("\n")[0])
   ap.add_argument("workdir")
@@ -134,6 +157,7 @@ def main(argv=None):
   ap.add_argument("--json", action="store_true", help="machine-readable output")
   ap.add_argument("--export", metavar="PATH", help="write a dense rank-K compressed parameter tree here")
   ap.add_argument("--rank", type=int, help="K for --export")
+  ap.add_argument("--factors", action="store_true", help="write <workdir>/factors.npz for the App. C figures")
   a = ap.parse_args(argv)
   if a.export and not a.rank:
     ap.error("--export needs --rank K")
@@ -141,6 +165,8 @@ def main(argv=None):
   if a.export:
     before, after = export(runners, states, a.model or 0, a.rank, a.export)
     out["export"] = {"path": a.export, "rank": a.rank, "test_acc_before": before, "test_acc_after": after}
+  if a.factors:
+    out["factors"] = save_factors(a.workdir, runners, states, None if a.model is None else [a.model])
   if a.json:
     json.dump(out, sys.stdout, indent=1)
     print()

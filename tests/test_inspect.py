@@ -53,3 +53,15 @@ def test_export_loads_into_the_plain_model(tmp_path):
   _, c = train.resolve(cfg)
   x, _ = tasks.get("mod97").data(c).x, None
   assert model.apply({"params": params}, x[:8]).shape == (8, 13)
+
+
+def test_factors_file_feeds_the_app_c_figures(tmp_path):
+  from dlgrok import plot
+  wd = str(tmp_path / "run")
+  train.run(tiny_config(group="out", ranks="r3,p100", seeds=1, steps=10.0), wd)
+  inspect.main([wd, "--factors"])
+  data = np.load(f"{wd}/factors.npz")
+  assert sorted(data.files) == ["m0/out/A", "m1/out/S", "m1/out/U", "m1/out/Vt", "m2/out/S", "m2/out/U", "m2/out/Vt"]
+  assert data["m1/out/U"].shape == (32, 13) and data["m0/out/A"].shape == (32, 13)
+  names = [name for name, _ in plot.figures(plot.load([wd]), [wd])]
+  assert any(n.startswith("factors_") for n in names)
