@@ -6,6 +6,7 @@ import os
 import re
 import sys
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -30,7 +31,6 @@ def maybe_initialize_distributed():
   """jax.distributed.initialize() when asked (DLGROK_DISTRIBUTED=1, as launch/ sets) or under a multi-task srun;
   it detects TPU pods and SLURM itself. A single host never needs it."""
   if os.environ.get("DLGROK_DISTRIBUTED") == "1" or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-    import jax
     jax.distributed.initialize()
 
 
