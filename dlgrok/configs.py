@@ -1,7 +1,8 @@
 """The experiment argument grammar shared by every experiments/*.py: `get_config('ffn,r32,f80,seeds=3')`.
 
 Tokens, comma-separated, any order: layer-group words; `rN` absolute ranks; `pX` rank percents (`p12.5`);
-`fX` train percent; `key=value` for any config field. Several ranks make a rank sweep in one cohort.
+`fX` train percent; `wdX` weight decays; `key=value` for any config field. Several ranks (or weight decays)
+make a sweep in one cohort.
 """
 import re
 
@@ -62,7 +63,7 @@ def coerce(config, key, text):
 
 def apply_arg(config, arg, group_words):
   """Applies the argument string to `config` (an ml_collections.ConfigDict) and returns it."""
-  groups, ranks = [], []
+  groups, ranks, wds = [], [], []
   for tok in split_tokens(arg):
     if "=" in tok:
       key, val = tok.split("=", 1)
@@ -78,15 +79,31 @@ def apply_arg(config, arg, group_words):
       if not 0 < pct < 100:
         raise ConfigError(f"train fraction {tok!r} is outside (0, 100) percent")
       config.frac = pct / 100
+    elif re.fullmatch(r"wd[0-9.eE+-]+", tok):
+      wds.append(f"{parse_weight_decay(tok[2:]):g}")
     else:
       raise ConfigError(
           f"unknown token {tok!r}; allowed: group words {', '.join(group_words)}; "
-          "rN (rank), pX (percent of full rank), fX (train percent), key=value")
+          "rN (rank), pX (percent of full rank), fX (train percent), wdX (weight decay), key=value")
   if groups:
     config.group = ",".join(groups)
   if ranks:
     config.ranks = ",".join(ranks)
+  if wds:
+    config.weight_decays = ",".join(wds)
   return config
+
+
+def parse_weight_decay(text):
+  x = parse_number(text, "weight decay")
+  if not x >= 0:
+    raise ConfigError(f"weight decay {text}: must be >= 0")
+  return x
+
+
+def weight_decays(c):
+  """The run's weight decays: `weight_decays` (one model per value and seed) or else [weight_decay]."""
+  return [parse_weight_decay(t) for t in split_tokens(c.get("weight_decays", ""))] or [c.weight_decay]
 
 
 def base(**fields):
@@ -103,11 +120,15 @@ def base(**fields):
   c.batch_size = 512
   c.lr = 1e-3
   c.weight_decay = 0.0
+  c.weight_decays = ""  # comma-separated; several = a weight-decay sweep in one cohort; empty = weight_decay
+  c.init_scale = 1.0  # every initial parameter is multiplied by this (Omnigrok's alpha), before factorising
   c.eval_points = 200
   c.matmul_precision = "highest"
   c.init = "torch"
   c.data_dir = ""
+  c.eval_chunk = 0  # examples per evaluation pass (bounds memory at models x eval_chunk); 0 = all at once
   c.progress_seconds = 10.0
+  c.devices = 0  # devices to spread the models over; 0 = all
   c.checkpoint_minutes = 5.0  # a checkpoint at the first chunk boundary after this much wall time
   c.update(fields)
   return c
@@ -127,6 +148,9 @@ def check_common(c):
     raise ConfigError(f"matmul_precision={c.matmul_precision!r}; allowed: {', '.join(PRECISIONS)}")
   if c.lr <= 0:
     raise ConfigError(f"lr={c.lr}: must be positive")
+  weight_decays(c)
+  if c.get("eval_chunk", 0) < 0:
+    raise ConfigError(f"eval_chunk={c.eval_chunk}: must be >= 0")
   for tok in split_tokens(c.ranks):
     if not re.fullmatch(r"[rp][0-9.eE+-]+", tok):
       raise ConfigError(f"ranks={c.ranks!r}: {tok!r} is not a rank token (rN or pX)")

@@ -25,6 +25,16 @@ class Writer:
     self._f.close()
 
 
+class NullWriter:
+  """What processes other than 0 write: nothing."""
+
+  def write(self, rows):
+    pass
+
+  def close(self):
+    pass
+
+
 def read(workdir):
   """All rows of <workdir>/metrics.jsonl (a workdir or the file itself)."""
   p = workdir if workdir.endswith(".jsonl") else path(workdir)

@@ -4,6 +4,7 @@ A cohort is a set of models sharing one parameter-tree structure (e.g. every `ff
 seeds, ranks (as rank masks) and data splits are per-model data. Python runs once per chunk of steps.
 """
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -13,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dlgrok import analysis, checkpoint, configs, decompose, metrics, tasks
 
@@ -33,6 +36,7 @@ class ModelSpec:
   rank: str  # rank token ('r32', 'p50') or 'full' for a dense model
   pct: float | None  # rank as a percent of the first factorised layer's full rank
   layer_ranks: dict  # leaf path -> k
+  weight_decay: float = 0.0
 
 
 @dataclasses.dataclass
@@ -47,6 +51,8 @@ class Cohort:
 def steps_of(config, task):
   if config.steps:
     return int(config.steps)
+  if task.default_steps:
+    return int(task.default_steps(config))
   if config.frac not in task.steps_by_frac:
     allowed = ", ".join(f"{f:g}" for f in task.steps_by_frac)
     raise configs.ConfigError(f"no paper step count for frac={config.frac:g} (known: {allowed}); pass steps=N")
@@ -63,6 +69,9 @@ def resolve(config):
       raise configs.ConfigError(f"unknown group {w!r}; allowed: {', '.join(task.words())}")
   config = config.copy_and_resolve_references()
   config.steps = float(steps_of(config, task))
+  if task.fixed_split:  # frac does not choose the split: record the training share
+    data = task.data(config)
+    config.frac = data.n_train / len(data.y)
   plan(config, task)  # checks ranks against the layers' shapes
   return task, config
 
@@ -86,7 +95,8 @@ def plan(config, task):
   if tokens and not groups:
     raise configs.ConfigError(f"ranks={config.ranks!r} given but no layer group to decompose")
   seeds = [config.seed + i for i in range(config.seeds)]
-  dense = [ModelSpec(s, "full", None, {}) for s in seeds]
+  wds = configs.weight_decays(config)
+  dense = [ModelSpec(s, "full", None, {}, wd) for wd in wds for s in seeds]
   cohorts = []
   if config.baseline or not (groups or variants):
     cohorts.append(Cohort("baseline", (), {}, list(dense)))
@@ -113,7 +123,7 @@ def plan(config, task):
           max_ranks[path] = max(max_ranks.get(path, 0), k)
         first = next(iter(chosen))
         pct = val if kind == "p" else round(100 * val / decompose.full_rank(leaves[first]), 2)
-        specs += [ModelSpec(s, tok, pct, ranks) for s in seeds]
+        specs += [ModelSpec(s, tok, pct, ranks, wd) for wd in wds for s in seeds]
     cohorts.append(Cohort(",".join(words), words, max_ranks, specs))
   n = 0
   for c in cohorts:
@@ -127,8 +137,12 @@ def eval_steps(steps, points):
   return sorted({0, steps, *(int(s) for s in logs if s <= steps)})
 
 
+PER_MODEL = ("ranks", "wd", "init_keys", "data_keys", "train_idx", "is_train")  # arrays with a model axis
+
+
 class CohortRunner:
-  """Jitted init / train-chunk / evaluate functions for one cohort; the state has a leading model axis."""
+  """Jitted init / train-chunk / evaluate functions for one cohort; the state has a leading model axis,
+  sharded over the devices (padded to a multiple of their number)."""
 
   def __init__(self, config, task, cohort, data):
     self.config, self.task, self.cohort = config, task, cohort
@@ -138,24 +152,47 @@ class CohortRunner:
     self.batches = math.ceil(self.n_train / config.batch_size)
     specs = cohort.models
     self.ranks = {p: jnp.array([m.layer_ranks[p] for m in specs], jnp.int32) for p in cohort.max_ranks}
-    self.wd = jnp.full((len(specs),), config.weight_decay, jnp.float32)
+    self.wd = jnp.array([m.weight_decay for m in specs], jnp.float32)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.array([m.seed for m in specs], jnp.uint32))
     self.init_keys, split_keys, self.data_keys = (jax.vmap(lambda k: jax.random.split(k, 3))(keys)[:, i]
                                                   for i in range(3))
-    perms = jax.vmap(lambda k: jax.random.permutation(k, self.n))(split_keys)
+    perms = (jnp.broadcast_to(jnp.arange(self.n), (len(specs), self.n)) if task.fixed_split  # one split for all
+             else jax.vmap(lambda k: jax.random.permutation(k, self.n))(split_keys))
     self.train_idx = perms[:, :self.n_train]
     self.is_train = jax.vmap(lambda i: jnp.zeros(self.n, bool).at[i].set(True))(self.train_idx)
     self.traces = 0  # how often the train chunk was traced (= compiled)
-    self.chunk = jax.jit(self._chunk, donate_argnums=0)
-    self.evaluate = jax.jit(self._evaluate)
+    self.shard_models()
+    self.chunk = jax.jit(self._chunk, donate_argnums=0, out_shardings=self.sharding)
+    self.evaluate = jax.jit(self._evaluate, out_shardings=self.sharding)
+
+  def shard_models(self):
+    """Spreads the model axis over every device, padding it with inert copies of the last model."""
+    n_dev = self.config.devices or jax.device_count()
+    self.mesh = jax.make_mesh((n_dev,), ("models",), axis_types=(jax.sharding.AxisType.Auto,),
+                              devices=jax.devices()[:n_dev])
+    self.sharding = NamedSharding(self.mesh, P("models"))
+    self.size = len(self.cohort.models)
+    self.pad = -self.size % n_dev
+    replicated = NamedSharding(self.mesh, P())
+    self.x, self.y = jax.device_put(self.x, replicated), jax.device_put(self.y, replicated)
+    for name in PER_MODEL:
+      value = jax.tree_util.tree_map(self.padded, getattr(self, name))
+      setattr(self, name, jax.device_put(value, self.sharding))
+
+  def padded(self, a):
+    return jnp.concatenate([a, jnp.repeat(a[-1:], self.pad, axis=0)]) if self.pad else a
 
   def init(self):
     """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""
-    return jax.jit(self._init)(self.init_keys)
+    return jax.jit(self._init, out_shardings=self.sharding)(self.init_keys)
 
   def _init(self, keys):
     x = self.x[:1]
-    params = jax.vmap(lambda k: self.model.init(k, x)["params"])(keys)
+    # lax.map, not vmap: the same numbers, and XLA:CPU compiles a vmapped threefry init ~3x slower
+    params = jax.lax.map(lambda k: self.model.init(k, x)["params"], keys)
+    scale = self.config.get("init_scale", 1.0)
+    if scale != 1.0:
+      params = jax.tree_util.tree_map(lambda a: a * scale, params)
     params = decompose.factorise(params, self.cohort.max_ranks)
     opt = jax.vmap(self.task.optimizer(self.config, 0.0).init)(params)
     return {"params": params, "opt": opt}
@@ -196,12 +233,25 @@ class CohortRunner:
     params, opt, _ = jax.lax.fori_loop(0, n, body, carry)
     return {"params": params, "opt": opt}
 
+  def _per_example(self, dense):
+    """(loss, correct) of every example, in passes of `eval_chunk` examples (0 = one pass) to bound memory."""
+    chunk = self.config.get("eval_chunk", 0)
+    if not chunk or chunk >= self.n:
+      logits = self.model.apply({"params": dense}, self.x)
+      return self.task.loss(logits, self.y), tasks.correct(logits, self.y)
+    idx = np.minimum(np.arange(-(-self.n // chunk) * chunk), self.n - 1).reshape(-1, chunk)
+
+    def part(i):
+      logits = self.model.apply({"params": dense}, self.x[i])
+      return self.task.loss(logits, self.y[i]), tasks.correct(logits, self.y[i])
+
+    loss, ok = jax.lax.map(part, idx)
+    return loss.reshape(-1)[:self.n], ok.reshape(-1)[:self.n]
+
   def _evaluate(self, params):
     def one(p, ranks, is_train):
       dense = decompose.recompose(p, ranks)
-      logits = self.model.apply({"params": dense}, self.x)
-      loss = self.task.loss(logits, self.y)
-      ok = tasks.correct(logits, self.y)
+      loss, ok = self._per_example(dense)
       tr, te = is_train.astype(jnp.float32), (~is_train).astype(jnp.float32)
       out = {"train_loss": jnp.sum(loss * tr) / jnp.sum(tr), "train_acc": jnp.sum(ok * tr) / jnp.sum(tr),
              "test_loss": jnp.sum(loss * te) / jnp.sum(te), "test_acc": jnp.sum(ok * te) / jnp.sum(te)}
@@ -212,8 +262,17 @@ class CohortRunner:
 
     return jax.vmap(one)(params, self.ranks, self.is_train)
 
+  @functools.cached_property
+  def param_counts(self):
+    """Per model, whole-model parameter totals from decompose.count_params: trained, inference, dense."""
+    x = self.x[:1]
+    tree = jax.eval_shape(lambda k: decompose.factorise(self.model.init(k, x)["params"], self.cohort.max_ranks),
+                          jax.random.PRNGKey(0))
+    return [{f"{k}_params": v for k, v in decompose.count_params(tree, m.layer_ranks)[1].items()}
+            for m in self.cohort.models]
+
   def rows(self, step, params, frac, wall):
-    ev = jax.device_get(self.evaluate(params))
+    ev = gather(self.evaluate(params))
     out = []
     for i, m in enumerate(self.cohort.models):
       vals = {k: float(ev[k][i]) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
@@ -222,9 +281,17 @@ class CohortRunner:
           "step": step, "model": self.cohort.first + i, "cohort": self.cohort.name, "seed": m.seed,
           "group": ",".join(self.cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": frac,
           "layer_ranks": {layer_name(p): k for p, k in m.layer_ranks.items()},
+          "weight_decay": float(m.weight_decay), **self.param_counts[i],
           **{k: (v if math.isfinite(v) else None) for k, v in vals.items()}, "diverged": diverged,
           "stable_rank": {k: float(v[i]) for k, v in ev["stable_rank"].items()}, "wall": round(wall, 3)})
     return out
+
+
+def gather(tree):
+  """Host numpy copy of (possibly multi-host) sharded arrays."""
+  if jax.process_count() > 1:
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
 
 
 def fmt_time(s):
@@ -287,9 +354,13 @@ def write_config(config, workdir):
 
 
 def full_state(step, runners, states):
-  """What a checkpoint holds: the step, and per cohort params, optimiser state, data keys and splits."""
-  return {"step": step, "cohorts": [dict(s, data_keys=r.data_keys, train_idx=r.train_idx)
-                                    for r, s in zip(runners, states)]}
+  """What a checkpoint holds: the step, and per cohort params, optimiser state, data keys and splits of the
+  real models (padding models are left out, so a run can resume on another number of devices)."""
+  cohorts = []
+  for r, s in zip(runners, states):
+    c = dict(s, data_keys=r.data_keys, train_idx=r.train_idx)
+    cohorts.append(jax.tree_util.tree_map(lambda a, n=r.size: a[:n], c))
+  return {"step": step, "cohorts": cohorts}
 
 
 def restore(ckpt, runners, states, step=None):
@@ -300,10 +371,15 @@ def restore(ckpt, runners, states, step=None):
   found, saved = ckpt.restore(abstract, step)
   if saved is None:
     return 0, states
-  for r, c in zip(runners, saved["cohorts"]):
-    if not (np.array_equal(c["data_keys"], r.data_keys) and np.array_equal(c["train_idx"], r.train_idx)):
+  out = []
+  for r, c, fresh in zip(runners, saved["cohorts"], states):
+    if not (np.array_equal(c["data_keys"], gather(r.data_keys)[:r.size])
+            and np.array_equal(c["train_idx"], gather(r.train_idx)[:r.size])):
       raise configs.ConfigError(f"checkpoint {found} was made with other seeds or data splits than this config")
-  return int(found), [{"params": c["params"], "opt": c["opt"]} for c in saved["cohorts"]]
+    c = {"params": c["params"], "opt": c["opt"]}
+    c = jax.tree_util.tree_map(lambda a, f: jnp.concatenate([a, f[a.shape[0]:]]), c, fresh)
+    out.append(jax.device_put(c, r.sharding))
+  return int(found), out
 
 
 def run(config, workdir, allow_config_change=False):
@@ -314,7 +390,9 @@ def run(config, workdir, allow_config_change=False):
   steps = int(config.steps)
   cohorts = plan(config, task)
   data = task.data(config)
-  write_config(config, workdir)
+  primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl
+  if primary:
+    write_config(config, workdir)
   n_models = sum(len(c.models) for c in cohorts)
   print(f"{n_models} models in {len(cohorts)} cohort(s): "
         + "; ".join(f"{c.name}: {len(c.models)}" for c in cohorts) + f"; {steps} steps", flush=True)
@@ -324,8 +402,9 @@ def run(config, workdir, allow_config_change=False):
     step, states = restore(ckpt, runners, [r.init() for r in runners])
     if step:
       print(f"resumed from the checkpoint at step {step}", flush=True)
-    metrics.truncate_after(workdir, step if step else -1)
-    writer = metrics.Writer(workdir)
+    if primary:
+      metrics.truncate_after(workdir, step if step else -1)
+    writer = metrics.Writer(workdir) if primary else metrics.NullWriter()
     progress = Progress(steps, n_models, config.progress_seconds, start_step=step)
     last_save = time.time()
 
