@@ -88,7 +88,8 @@ def report(workdir, step=None, model=None):
     out["cohorts"].append({"name": r.cohort.name, "models": len(r.cohort.models)})
     for i, m in enumerate(r.cohort.models):
       out["models"].append({"model": r.cohort.first + i, "cohort": r.cohort.name, "group": r.cohort.name if
-                            r.cohort.words else "none", "rank": m.rank, "seed": m.seed, "frac": config.frac})
+                            r.cohort.words else "none", "rank": m.rank, "seed": m.seed, "frac": config.frac,
+                            "weight_decay": m.weight_decay})
   chosen = range(len(out["models"])) if model is None else [model]
   out["details"] = {}
   for index in chosen:
@@ -103,7 +104,8 @@ def report(workdir, step=None, model=None):
 def print_report(out):
   print(f"{out['workdir']}: checkpoints at steps {out['steps']}; showing step {out['step']}")
   for m in out["models"]:
-    print(f"  model {m['model']:3d}  cohort {m['cohort']:10s} rank {m['rank']:6s} seed {m['seed']}  frac {m['frac']}")
+    print(f"  model {m['model']:3d}  cohort {m['cohort']:10s} rank {m['rank']:6s} seed {m['seed']}  frac {m['frac']:g}"
+          f"  weight decay {m['weight_decay']:g}")
   for index, d in out["details"].items():
     t = d["total"]
     print(f"model {index}: trained {t['trained']}  inference {t['inference']}  dense {t['dense']}  "

@@ -24,7 +24,8 @@ BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
 GROUP_NAMES = {"none": "baseline", "pos": "position embedding", "tok": "token embedding",
                "attn": "multi-head attention", "qkv": "QKV_in", "proj": "Proj_out", "ffn": "feed-forward blocks",
                "fc1": "FC1", "fc2": "FC2", "out": "output layer", "all": "tok + attn + ffn + out",
-               "nopos": "no position embedding"}
+               "nopos": "no position embedding", "l1": "layer 1", "l2": "layer 2", "l3": "layer 3",
+               "l23": "layers 2 + 3"}
 
 
 def group_key(group):

@@ -1,13 +1,15 @@
 """One explicit table: task name -> data, model, loss, optimiser, layer groups (path regexes), default ranks."""
 import dataclasses
+import math
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from dlgrok import configs
-from dlgrok.data import algorithmic
-from dlgrok.models import transformer
+from dlgrok.data import algorithmic, mnist
+from dlgrok.models import mlp, transformer
 
 PAPER_PCTS = ("p12.5", "p25", "p50", "p75", "p100")
 
@@ -32,6 +34,8 @@ class Task:
   variants: tuple  # words that change the model itself rather than factorise it
   default_ranks: Callable  # group words -> rank tokens
   steps_by_frac: dict  # train fraction -> paper's step count
+  fixed_split: bool = False  # every model trains on the first n_train examples of Data.x, tests on the rest
+  default_steps: Callable | None = None  # config -> steps, for tasks whose step count does not depend on frac
 
   def words(self):
     return tuple(self.groups) + self.variants
@@ -108,9 +112,85 @@ def mod_p_task(name, steps_by_frac):
               variants=("nopos",), default_ranks=mod_p_default_ranks, steps_by_frac=steps_by_frac)
 
 
+# --- MNIST (App. E, F) ----------------------------------------------------------------------------------
+
+MNIST_GROUPS = {"none": (), "l1": ("l1/kernel",), "l2": ("l2/kernel",), "l3": ("l3/kernel",),
+                "l23": ("l2/kernel", "l3/kernel"), "all": ("l1/kernel", "l2/kernel", "l3/kernel")}
+TENTHS = tuple(f"p{10 * i}" for i in range(1, 11))
+
+
+def mnist_check(c):
+  if c.init not in transformer.INITS:
+    raise configs.ConfigError(f"init={c.init!r}; allowed: {', '.join(transformer.INITS)}")
+  if c.width < 1:
+    raise configs.ConfigError(f"width={c.width}: need at least 1")
+  try:
+    x, _ = mnist.load(c.data_dir, c.n_train)  # missing or corrupt files fail here, before anything is written
+  except mnist.DataError as e:
+    raise configs.ConfigError(str(e)) from None
+  share = c.n_train / len(x)  # resolve records it as frac; 0.5 is the untouched default
+  if c.frac != 0.5 and not math.isclose(c.frac, share, rel_tol=1e-9):
+    raise configs.ConfigError(f"frac={c.frac:g} does not apply to {c.task}: the split is fixed (the first "
+                              f"n_train={c.n_train} training images, then the test set); set n_train=N instead")
+
+
+def mnist_data(c):
+  x, y = mnist.load(c.data_dir, c.n_train)
+  return Data(x=x, y=y, n_train=c.n_train)
+
+
+def mnist_model(c, variants=()):
+  return mlp.MLP(features=(c.width, c.width, 10), init_scheme=c.init)
+
+
+def mse_one_hot(logits, labels):
+  """Per-example mean over the 10 outputs of (logit - one_hot)^2: PyTorch's MSELoss on one-hot targets, as
+  Omnigrok trains (its logged losses sum over the outputs instead, i.e. are 10x these)."""
+  return jnp.mean((logits - jax.nn.one_hot(labels, logits.shape[-1])) ** 2, axis=-1)
+
+
+def adamw_optimizer(c, weight_decay):
+  """PyTorch's AdamW: decoupled weight decay, lr * wd * p."""
+  return optax.adamw(c.lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
+
+
+def sgd_optimizer(c, weight_decay):
+  """PyTorch's SGD with momentum: weight decay added to the gradient (coupled L2), then heavy-ball momentum."""
+  return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(c.lr, momentum=c.momentum))
+
+
+def mnist_grok_config(**fields):
+  """App. F after Omnigrok: 784-200-200-10 ReLU MLP, 1000 images, MSE, AdamW 1e-3 wd 0.01, batch 200, init x8."""
+  c = configs.base(task="mnist_grok", width=200, n_train=1000, batch_size=200, lr=1e-3, b1=0.9, b2=0.999,
+                   eps=1e-8, weight_decay=0.01, init_scale=8.0, seeds=3, eval_chunk=2000)
+  c.update(fields)
+  return c
+
+
+def mnist_wd_config(**fields):
+  """App. E: 784-256-256-10 ReLU MLP, 60000 images, SGD lr 1e-3 momentum 0.9, batch 256, 25 epochs, 6 wds."""
+  c = configs.base(task="mnist_wd", width=256, n_train=60000, batch_size=256, lr=1e-3, momentum=0.9, epochs=25,
+                   weight_decays="0,1.0,0.1,0.01,0.001,0.0001", seeds=10, eval_points=50, eval_chunk=2000)
+  c.update(fields)
+  return c
+
+
+def mnist_task(name, loss, optimizer, default_ranks, default_steps):
+  return Task(name=name, check=mnist_check, data=mnist_data, model=mnist_model, loss=loss, optimizer=optimizer,
+              groups=MNIST_GROUPS, variants=(), default_ranks=default_ranks, steps_by_frac={}, fixed_split=True,
+              default_steps=default_steps)
+
+
 TASKS = {
     "mod97": mod_p_task("mod97", {0.5: 1e6, 0.65: 1e5, 0.8: 1e4}),
     "mod59": mod_p_task("mod59", {0.65: 1e6, 0.8: 3e5}),
+    # the paper ran layers 2+3 at 100 % only (Figure 28)
+    "mnist_grok": mnist_task("mnist_grok", mse_one_hot, adamw_optimizer,
+                             lambda words: ("p100",) if tuple(words) == ("l23",) else PAPER_PCTS,
+                             lambda c: 1e5),
+    # App. E does not name its loss: cross-entropy, the usual one for MNIST classification
+    "mnist_wd": mnist_task("mnist_wd", optax.softmax_cross_entropy_with_integer_labels, sgd_optimizer,
+                           lambda words: TENTHS, lambda c: c.epochs * math.ceil(c.n_train / c.batch_size)),
 }
 
 
