@@ -2,6 +2,7 @@
 
 --workdir defaults to runs/<experiment>-<argument>[-<overrides>]. Bad configs exit with status 2 and one line.
 """
+import importlib.util
 import os
 import re
 import sys
@@ -52,7 +53,32 @@ def main(argv):
     sys.exit(EXIT_CODES.get(e.signal_name, 1))
 
 
+def preflight(argv):
+  """Builds the config from --config=FILE:ARG and checks --config.FIELD names before absl does, so that a bad
+  argument fails with one line instead of a flag-parsing traceback."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None:
+    return
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise configs.ConfigError(f"config file {path!r} not found; see experiments/ for the experiment files")
+  module_spec = importlib.util.spec_from_file_location("dlgrok_experiment", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  for a in argv:
+    if a.startswith("--config.") and "=" in a:
+      field = a[len("--config."):].split("=", 1)[0].split(".")[0]
+      if field not in config:
+        raise configs.ConfigError(f"unknown config field {field!r} in {a}; fields: {', '.join(sorted(config))}")
+
+
 def run():
+  try:
+    preflight(sys.argv[1:])
+  except (configs.ConfigError, decompose.DecomposeError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   app.run(main)
 
 

@@ -98,14 +98,14 @@ def run_cli(args, cwd):
     ("fnn", [], "unknown token 'fnn'"),
     ("tok,r100", [], "outside the allowed range 1..99"),
     ("ffn", ["--config.seeds=0"], "seeds=0: need at least 1"),
-    ("ffn", ["--config.colour=red"], "colour"),
+    ("ffn", ["--config.colour=red"], "unknown config field 'colour' in --config.colour=red; fields: "),
 ])
 def test_cli_errors_write_nothing(tmp_path, arg, extra, message):
   workdir = tmp_path / "w"
   cfg = os.path.join(ROOT, "experiments", "mod97.py")
   out = run_cli([f"--config={cfg}:{arg}", f"--workdir={workdir}", *extra], tmp_path)
-  assert out.returncode != 0
-  assert message in out.stderr
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [f"error: {out.stderr.strip()[7:]}"] and message in out.stderr
   assert not workdir.exists()
 
 
