@@ -129,7 +129,7 @@ def base(**fields):
   c.eval_chunk = 0  # examples per evaluation pass (bounds memory at models x eval_chunk); 0 = all at once
   c.progress_seconds = 10.0
   c.devices = 0  # devices to spread the models over; 0 = all
-  c.checkpoint_minutes = 5.0  # a checkpoint at the first chunk boundary after this much wall time
+  c.checkpoint_minutes = 5.0  # between evaluation points, a checkpoint at the first chunk boundary after this long
   c.update(fields)
   return c
 

@@ -436,7 +436,7 @@ def run(config, workdir, allow_config_change=False):
                                                                         time.time() - progress.t0)]
         writer.write(rows)
         progress(step, mean_accs(rows), force=step == steps)
-        save(force=step == steps)
+        save(force=True)  # at every evaluation point
     finally:
       writer.close()
       ckpt.wait()

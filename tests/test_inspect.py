@@ -65,3 +65,16 @@ def test_factors_file_feeds_the_app_c_figures(tmp_path):
   assert data["m1/out/U"].shape == (32, 13) and data["m0/out/A"].shape == (32, 13)
   names = [name for name, _ in plot.figures(plot.load([wd]), [wd])]
   assert any(n.startswith("factors_") for n in names)
+
+
+def test_inspect_reports_tables_1_and_2_on_the_paper_model(tmp_path):
+  from dlgrok import tasks
+  wd = str(tmp_path / "run")
+  train.run(tasks.mod_p_config(group="tok,pos", ranks="r1,r5,p100", seeds=1, steps=1.0, eval_points=1), wd)
+  out, _ = inspect.report(wd)
+  assert [m["rank"] for m in out["models"]] == ["full", "r1", "r5", "p100"]
+  base = out["details"][0]["total"]
+  tok = [out["details"][i]["layers"]["tok_emb/embedding"]["trained"] for i in (1, 2, 3)]
+  pos = [out["details"][i]["layers"]["pos_emb/embedding"]["trained"] for i in (1, 2, 3)]
+  assert tok == [99 + 1 + 128, 99 * 5 + 25 + 5 * 128, 32274] and pos == [134, 690, 690]
+  assert out["details"][3]["total"]["trained"] == base["trained"] - 12672 - 640 + 32274 + 690
