@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dlgrok import analysis, checkpoint, configs, decompose, metrics, tasks
+from dlgrok import progress as progress_lib
 
 IGNORED_ON_RESUME = ("progress_seconds", "checkpoint_minutes")  # may change between a run and its resumption
 
@@ -294,44 +295,6 @@ def gather(tree):
   return jax.device_get(tree)
 
 
-def fmt_time(s):
-  s = int(s)
-  return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-class Progress:
-  """Prints step, steps/s, model-steps/s, ETA and mean accuracies at most every `every` seconds."""
-
-  def __init__(self, total, n_models, every, start_step=0):
-    self.total, self.n_models, self.every = total, n_models, every
-    self.t0, self.s0, self.last = time.time(), start_step, 0.0
-    self.train_rate = 0.0  # steps/s of the last train chunk alone
-
-  def chunk_done(self, n, seconds):
-    self.train_rate = n / max(seconds, 1e-9)
-
-  def next_chunk(self, remaining):
-    """Steps to run before control comes back: about `every` seconds' worth, at least 1."""
-    return max(1, min(remaining, int(self.train_rate * self.every)))
-
-  def __call__(self, step, accs=None, force=False):
-    now = time.time()
-    if not force and now - self.last < self.every:
-      return
-    self.last = now
-    overall = (step - self.s0) / max(now - self.t0, 1e-9)
-    eta = fmt_time((self.total - step) / overall) if step > self.s0 else "?"
-    acc = f"  train_acc {accs[0]:.3f}  test_acc {accs[1]:.3f}" if accs else ""
-    print(f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%)  steps/s {self.train_rate:.1f}  "
-          f"model-steps/s {self.train_rate * self.n_models:.0f}  ETA {eta}{acc}", flush=True)
-
-
-def mean_accs(rows):
-  tr = [r["train_acc"] for r in rows if r["train_acc"] is not None]
-  te = [r["test_acc"] for r in rows if r["test_acc"] is not None]
-  return (float(np.mean(tr)) if tr else float("nan"), float(np.mean(te)) if te else float("nan"))
-
-
 def check_workdir(config, workdir, allow_config_change=False):
   """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message)."""
   p = os.path.join(workdir, "config.json")
@@ -405,7 +368,7 @@ def run(config, workdir, allow_config_change=False):
     if primary:
       metrics.truncate_after(workdir, step if step else -1)
     writer = metrics.Writer(workdir) if primary else metrics.NullWriter()
-    progress = Progress(steps, n_models, config.progress_seconds, start_step=step)
+    progress = progress_lib.Progress(steps, n_models, config.progress_seconds, start_step=step)
     last_save = time.time()
 
     def save(force=False):
@@ -435,7 +398,7 @@ def run(config, workdir, allow_config_change=False):
         rows = [row for r, s in zip(runners, states) for row in r.rows(step, s["params"], config.frac,
                                                                         time.time() - progress.t0)]
         writer.write(rows)
-        progress(step, mean_accs(rows), force=step == steps)
+        progress(step, progress_lib.mean_accs(rows), force=step == steps)
         save(force=True)  # at every evaluation point
     finally:
       writer.close()

@@ -1,0 +1,42 @@
+"""Progress lines of a training run: step, steps/s, model-steps/s, ETA and mean accuracies."""
+import time
+
+import numpy as np
+
+
+def fmt_time(s):
+  s = int(s)
+  return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+  """Prints step, steps/s, model-steps/s, ETA and mean accuracies at most every `every` seconds."""
+
+  def __init__(self, total, n_models, every, start_step=0):
+    self.total, self.n_models, self.every = total, n_models, every
+    self.t0, self.s0, self.last = time.time(), start_step, 0.0
+    self.train_rate = 0.0  # steps/s of the last train chunk alone
+
+  def chunk_done(self, n, seconds):
+    self.train_rate = n / max(seconds, 1e-9)
+
+  def next_chunk(self, remaining):
+    """Steps to run before control comes back: about `every` seconds' worth, at least 1."""
+    return max(1, min(remaining, int(self.train_rate * self.every)))
+
+  def __call__(self, step, accs=None, force=False):
+    now = time.time()
+    if not force and now - self.last < self.every:
+      return
+    self.last = now
+    overall = (step - self.s0) / max(now - self.t0, 1e-9)
+    eta = fmt_time((self.total - step) / overall) if step > self.s0 else "?"
+    acc = f"  train_acc {accs[0]:.3f}  test_acc {accs[1]:.3f}" if accs else ""
+    print(f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%)  steps/s {self.train_rate:.1f}  "
+          f"model-steps/s {self.train_rate * self.n_models:.0f}  ETA {eta}{acc}", flush=True)
+
+
+def mean_accs(rows):
+  tr = [r["train_acc"] for r in rows if r["train_acc"] is not None]
+  te = [r["test_acc"] for r in rows if r["test_acc"] is not None]
+  return (float(np.mean(tr)) if tr else float("nan"), float(np.mean(te)) if te else float("nan"))
