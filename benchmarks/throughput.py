@@ -288,7 +288,17 @@ def main(argv=None):
     os.environ[PREALLOCATE] = before
   specs = [{"cohort": c, "precision": p, "models": m, "steps": a.steps, "chunks": a.chunks}
            for p in a.precisions for m in a.models for c in ["bare"] + a.cohorts]
+  command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
   rows = []
+
+  def write():  # after every row, so a run cut short keeps what it measured
+    env = next((r["env"] for r in rows if "env" in r), None) or environment()
+    text = table(rows, env, command)
+    if a.out:
+      with open(a.out, "w") as f:
+        f.write(text)
+    return text
+
   for spec in specs:
     t = time.perf_counter()
     rows.append((measure_isolated if isolate else measure)(spec, a.set))
@@ -296,14 +306,10 @@ def main(argv=None):
     done = f"{r['rate']:,.0f} model-steps/s" if "rate" in r else r["error"]
     print(f"[{time.perf_counter() - t:5.1f} s] {r['cohort']} {r['precision']} M={r['models']}: {done}",
           file=sys.stderr, flush=True)
+    write()
   if a.peer:
     rows.append(measure_peer(a.peer, a.steps, a.peer_python, a.peer_threads))
-  env = next((r["env"] for r in rows if "env" in r), None) or environment()
-  text = table(rows, env, "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-  print(text)
-  if a.out:
-    with open(a.out, "w") as f:
-      f.write(text)
+  print(write())
   return rows
 
 
