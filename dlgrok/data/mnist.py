@@ -10,6 +10,9 @@ import zlib
 
 import numpy as np
 
+from dlgrok.data import files
+from dlgrok.data.files import DataError
+
 FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
          "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
 DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}  # IDX type codes
@@ -17,10 +20,6 @@ HOW_TO_GET = ("get the standard MNIST IDX files (train-images-idx3-ubyte.gz, tra
               "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; e.g. from "
               "https://ossci-datasets.s3.amazonaws.com/mnist/, torchvision's mirror) into one of these "
               "directories, or set data_dir=DIR")
-
-
-class DataError(ValueError):
-  """Missing, corrupt or inconsistent data files; the message names the files."""
 
 
 def parse_idx(raw, name="<bytes>"):
@@ -55,11 +54,7 @@ def read_idx(path):
 
 
 def search_dirs(data_dir=""):
-  if data_dir:
-    return [os.path.abspath(os.path.expanduser(data_dir))]
-  if os.environ.get("DLGROK_DATA"):
-    return [os.path.abspath(os.path.join(os.path.expanduser(os.environ["DLGROK_DATA"]), "mnist"))]
-  return [os.path.abspath(os.path.join("..", "shared", "data", "mnist")), os.path.expanduser("~/data/mnist")]
+  return files.search_dirs(data_dir, "mnist")
 
 
 def file_path(directory, base):
@@ -91,7 +86,7 @@ def read_all(data_dir=""):
 
 def stamped(paths):
   """A cache key: the files with their sizes and modification times, so a rewritten file is read again."""
-  return tuple((k, p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for k, p in sorted(paths.items()))
+  return tuple((k,) + files.stamp(p) for k, p in sorted(paths.items()))
 
 
 @functools.lru_cache(maxsize=4)
