@@ -8,6 +8,7 @@ import re
 
 import ml_collections
 
+SPACINGS = ("log", "linear")
 PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
 
 
@@ -123,6 +124,7 @@ def base(**fields):
   c.weight_decays = ""  # comma-separated; several = a weight-decay sweep in one cohort; empty = weight_decay
   c.init_scale = 1.0  # every initial parameter is multiplied by this (Omnigrok's alpha), before factorising
   c.eval_points = 200
+  c.eval_spacing = "log"  # log: ~eval_points log-spaced steps; linear: every steps/eval_points steps
   c.matmul_precision = "highest"
   c.init = "torch"
   c.data_dir = ""
@@ -144,6 +146,8 @@ def check_common(c):
     raise ConfigError(f"batch_size={c.batch_size}: need at least 1")
   if c.eval_points < 1:
     raise ConfigError(f"eval_points={c.eval_points}: need at least 1")
+  if c.eval_spacing not in SPACINGS:
+    raise ConfigError(f"eval_spacing={c.eval_spacing!r}; allowed: {', '.join(SPACINGS)}")
   if c.matmul_precision not in PRECISIONS:
     raise ConfigError(f"matmul_precision={c.matmul_precision!r}; allowed: {', '.join(PRECISIONS)}")
   if c.lr <= 0:

@@ -5,11 +5,12 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from dlgrok import configs
-from dlgrok.data import algorithmic, mnist
-from dlgrok.models import mlp, transformer
+from dlgrok.data import algorithmic, augment, cifar10, files, mnist, shakespeare
+from dlgrok.models import gpt, mlp, transformer, vit
 
 PAPER_PCTS = ("p12.5", "p25", "p50", "p75", "p100")
 
@@ -20,6 +21,9 @@ class Data:
   x: object
   y: object
   n_train: int
+  frac: float | None = None  # the training share to record, when it is not n_train / len(y)
+  stream: object = None  # a token stream that training batches are drawn from (Tiny Shakespeare)
+  stream_train: int = 0  # training draws read only stream[:stream_train]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +40,11 @@ class Task:
   steps_by_frac: dict  # train fraction -> paper's step count
   fixed_split: bool = False  # every model trains on the first n_train examples of Data.x, tests on the rest
   default_steps: Callable | None = None  # config -> steps, for tasks whose step count does not depend on frac
+  correct: Callable = None  # (logits, labels) -> per-example accuracy; None = argmax equals label
+  stochastic: bool = False  # the model takes train=True and a per-model 'dropout' rng while training
+  sample: Callable | None = None  # (stream, limit, key, config) -> (x, y): training batches drawn from Data.stream
+  augment: Callable | None = None  # (key, x) -> x: a training batch, per model
+  prepare: Callable | None = None  # x -> x: an evaluation batch (and the init example)
 
   def words(self):
     return tuple(self.groups) + self.variants
@@ -46,6 +55,22 @@ class Task:
 
 def correct(logits, labels):
   return jnp.argmax(logits, -1) == labels
+
+
+def accuracy(task, logits, labels):
+  return (task.correct or correct)(logits, labels)
+
+
+def example(task, x):
+  """The model's input for x (the first example is what init sees)."""
+  return task.prepare(x) if task.prepare else x
+
+
+def check_fixed_frac(c, share):
+  """frac is not a choice where the data fix the split: only its untouched default 0.5 or the share itself."""
+  if c.frac != 0.5 and not math.isclose(c.frac, share, rel_tol=1e-9):
+    raise configs.ConfigError(f"frac={c.frac:g} does not apply to {c.task}: the split is fixed (the first "
+                              f"n_train={c.n_train} training examples, then the test set); set n_train=N instead")
 
 
 # --- mod-p grokking (paper §4) ---------------------------------------------------------------------------
@@ -128,10 +153,7 @@ def mnist_check(c):
     x, _ = mnist.load(c.data_dir, c.n_train)  # missing or corrupt files fail here, before anything is written
   except mnist.DataError as e:
     raise configs.ConfigError(str(e)) from None
-  share = c.n_train / len(x)  # resolve records it as frac; 0.5 is the untouched default
-  if c.frac != 0.5 and not math.isclose(c.frac, share, rel_tol=1e-9):
-    raise configs.ConfigError(f"frac={c.frac:g} does not apply to {c.task}: the split is fixed (the first "
-                              f"n_train={c.n_train} training images, then the test set); set n_train=N instead")
+  check_fixed_frac(c, c.n_train / len(x))  # resolve records the share as frac
 
 
 def mnist_data(c):
@@ -181,6 +203,126 @@ def mnist_task(name, loss, optimizer, default_ranks, default_steps):
               default_steps=default_steps)
 
 
+# --- Tiny Shakespeare (App. G.1) and CIFAR-10 (App. G.2) -----------------------------------------------
+
+_H = r"block_\d+/attn/head_\d+"
+SHAKESPEARE_GROUPS = {
+    "none": (), "pos": ("pos_emb/embedding",), "tok": ("tok_emb/embedding",),
+    "qkv": (f"{_H}_(query|key|value)/kernel",), "proj": (f"{_B}/attn/proj/kernel",),
+    "attn": (f"{_H}_(query|key|value)/kernel", f"{_B}/attn/proj/kernel"),
+    "fc1": (f"{_B}/ffn/fc1/kernel",), "fc2": (f"{_B}/ffn/fc2/kernel",), "ffn": (f"{_B}/ffn/fc[12]/kernel",),
+    "out": ("out/kernel",),
+    "all": ("pos_emb/embedding", "tok_emb/embedding", f"{_H}_(query|key|value)/kernel", f"{_B}/attn/proj/kernel",
+            f"{_B}/ffn/fc[12]/kernel", "out/kernel"),
+}
+_QKV = f"{_B}/attn/(query|key|value)/kernel"
+CIFAR_GROUPS = {
+    "none": (), "patch": ("patch_emb/kernel",), "pos": ("pos_emb/embedding",), "qkv": (_QKV,),
+    "proj": (f"{_B}/attn/proj/kernel",), "attn": (_QKV, f"{_B}/attn/proj/kernel"),
+    "fc1": (f"{_B}/ffn/fc1/kernel",), "fc2": (f"{_B}/ffn/fc2/kernel",), "ffn": (f"{_B}/ffn/fc[12]/kernel",),
+    "pre": ("pre_logits/kernel",), "out": ("out/kernel",),
+    "all": ("pos_emb/embedding", _QKV, f"{_B}/attn/proj/kernel", f"{_B}/ffn/fc[12]/kernel", "pre_logits/kernel",
+            "out/kernel"),
+    "all_but_fc1_out": ("pos_emb/embedding", _QKV, f"{_B}/attn/proj/kernel", f"{_B}/ffn/fc2/kernel",
+                        "pre_logits/kernel"),
+}
+
+
+def data_error(fn, *args):
+  try:
+    return fn(*args)
+  except files.DataError as e:
+    raise configs.ConfigError(str(e)) from None
+
+
+def shakespeare_check(c):
+  if c.dropout_site not in gpt.DROPOUT_SITES:
+    raise configs.ConfigError(f"dropout_site={c.dropout_site!r}; allowed: {', '.join(gpt.DROPOUT_SITES)}")
+  if c.width % c.heads:
+    raise configs.ConfigError(f"width={c.width} is not divisible by heads={c.heads}")
+  if not 0 <= c.dropout < 1:
+    raise configs.ConfigError(f"dropout={c.dropout}: must be in [0, 1)")
+  data_error(shakespeare.load, c.data_dir, c.frac, c.block)
+
+
+def shakespeare_data(c):
+  d = shakespeare.load(c.data_dir, c.frac, c.block)
+  return Data(x=d["x"], y=d["y"], n_train=d["n_train_blocks"], frac=c.frac, stream=d["stream"],
+              stream_train=d["n_train_chars"])
+
+
+def shakespeare_model(c, variants=()):
+  vocab = len(shakespeare.vocab(shakespeare.read(c.data_dir)))
+  return gpt.GPT(vocab=vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block, dropout=c.dropout,
+                 dropout_site=c.dropout_site)
+
+
+def seq_loss(logits, labels):
+  """Per-sequence mean next-character cross-entropy."""
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels), axis=-1)
+
+
+def seq_correct(logits, labels):
+  return jnp.mean(jnp.argmax(logits, -1) == labels, axis=-1)
+
+
+def adam_optimizer(c, weight_decay):
+  """Adam (weight decay 0, the paper's), or AdamW's decoupled decay when weight_decay > 0."""
+  return optax.adamw(c.lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
+
+
+def shakespeare_config(**fields):
+  """App. G.1: karpathy's lecture GPT (6 x 384, 6 heads, block 256, dropout 0.2), batch 64, Adam 3e-4, 5000 steps."""
+  c = configs.base(task="shakespeare", width=384, heads=6, layers=6, block=256, dropout=0.2, dropout_site="probs",
+                   batch_size=64, lr=3e-4, b1=0.9, b2=0.999, eps=1e-8, seeds=3, eval_points=10,
+                   eval_spacing="linear", eval_chunk=32, frac=0.9)
+  c.update(fields)
+  return c
+
+
+def cifar_check(c):
+  if c.width % c.heads:
+    raise configs.ConfigError(f"width={c.width} is not divisible by heads={c.heads}")
+  if not 0 <= c.warmup_epochs <= c.epochs:
+    raise configs.ConfigError(f"warmup_epochs={c.warmup_epochs}: must be in 0..epochs={c.epochs}")
+  x, _, n = data_error(cifar10.load, c.data_dir, c.download)
+  if not 1 <= c.n_train <= n:
+    raise configs.ConfigError(f"n_train={c.n_train}: the training batches hold {n} images (allowed 1..{n})")
+  check_fixed_frac(c, c.n_train / (c.n_train + len(x) - n))
+
+
+def cifar_data(c):
+  x, y, n = cifar10.load(c.data_dir, c.download)
+  keep = np.r_[0:c.n_train, n:len(y)]  # the first n_train training images, then the test set
+  return Data(x=x[keep], y=y[keep], n_train=c.n_train)
+
+
+def cifar_model(c, variants=()):
+  return vit.ViT(width=c.width, heads=c.heads, layers=c.layers, mlp_ratio=c.mlp_ratio, patch=c.patch,
+                 dropout=c.dropout)
+
+
+def cifar_steps_per_epoch(c):
+  return math.ceil(c.n_train / c.batch_size)
+
+
+def cifar_optimizer(c, weight_decay):
+  """Adam: linear warm-up from end_lr to lr over warmup_epochs, then cosine to end_lr at `epochs` (per step)."""
+  per = cifar_steps_per_epoch(c)
+  sched = optax.warmup_cosine_decay_schedule(c.end_lr, c.lr, c.warmup_epochs * per, c.epochs * per, c.end_lr)
+  return optax.adamw(sched, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
+
+
+def cifar_config(**fields):
+  """App. G.2: ViT 6 x 128, 4 heads, MLP x2, patch 4, dropout 0.1; batch 128, Adam 5e-4, 10 + 90 epochs."""
+  c = configs.base(task="cifar10", width=128, heads=4, layers=6, mlp_ratio=2, patch=4, dropout=0.1,
+                   batch_size=128, lr=5e-4, end_lr=1e-5, b1=0.9, b2=0.999, eps=1e-8, epochs=100, warmup_epochs=10,
+                   n_train=50000, download=False, seeds=3, eval_points=100, eval_spacing="linear",
+                   eval_chunk=1000)
+  c.update(fields)
+  return c
+
+
 TASKS = {
     "mod97": mod_p_task("mod97", {0.5: 1e6, 0.65: 1e5, 0.8: 1e4}),
     "mod59": mod_p_task("mod59", {0.65: 1e6, 0.8: 3e5}),
@@ -191,6 +333,18 @@ TASKS = {
     # App. E does not name its loss: cross-entropy, the usual one for MNIST classification
     "mnist_wd": mnist_task("mnist_wd", optax.softmax_cross_entropy_with_integer_labels, sgd_optimizer,
                            lambda words: TENTHS, lambda c: c.epochs * math.ceil(c.n_train / c.batch_size)),
+    "shakespeare": Task(
+        name="shakespeare", check=shakespeare_check, data=shakespeare_data, model=shakespeare_model,
+        loss=seq_loss, optimizer=adam_optimizer, groups=SHAKESPEARE_GROUPS, variants=(),
+        default_ranks=lambda words: PAPER_PCTS, steps_by_frac={}, fixed_split=True, default_steps=lambda c: 5000,
+        correct=seq_correct, stochastic=True,
+        sample=lambda stream, limit, key, c: shakespeare.windows(stream, limit, key, c.batch_size, c.block)),
+    "cifar10": Task(
+        name="cifar10", check=cifar_check, data=cifar_data, model=cifar_model,
+        loss=optax.softmax_cross_entropy_with_integer_labels, optimizer=cifar_optimizer, groups=CIFAR_GROUPS,
+        variants=(), default_ranks=lambda words: PAPER_PCTS, steps_by_frac={}, fixed_split=True,
+        default_steps=lambda c: c.epochs * cifar_steps_per_epoch(c), stochastic=True,
+        augment=augment.train_batch, prepare=augment.eval_batch),
 }
 
 

@@ -70,9 +70,9 @@ def resolve(config):
       raise configs.ConfigError(f"unknown group {w!r}; allowed: {', '.join(task.words())}")
   config = config.copy_and_resolve_references()
   config.steps = float(steps_of(config, task))
-  if task.fixed_split:  # frac does not choose the split: record the training share
+  if task.fixed_split:  # record the training share
     data = task.data(config)
-    config.frac = data.n_train / len(data.y)
+    config.frac = data.frac if data.frac is not None else data.n_train / len(data.y)
   plan(config, task)  # checks ranks against the layers' shapes
   return task, config
 
@@ -83,7 +83,7 @@ def layer_name(path):
 
 def shapes(task, config, variants):
   model = task.model(config, variants)
-  x = jnp.asarray(task.data(config).x[:1])
+  x = tasks.example(task, jnp.asarray(task.data(config).x[:1]))
   return jax.eval_shape(lambda k: model.init(k, x)["params"], jax.random.PRNGKey(0))
 
 
@@ -132,8 +132,10 @@ def plan(config, task):
   return cohorts
 
 
-def eval_steps(steps, points):
-  """0, ~`points` log-spaced steps in [1, steps], and the last step."""
+def eval_steps(steps, points, spacing="log"):
+  """0, ~`points` log-spaced steps in [1, steps] (or `points` equal intervals), and the last step."""
+  if spacing == "linear":
+    return sorted({int(s) for s in np.round(np.linspace(0, steps, points + 1))})
   logs = np.round(np.logspace(0, math.log10(max(steps, 1)), points)).astype(int)
   return sorted({0, steps, *(int(s) for s in logs if s <= steps)})
 
@@ -149,6 +151,8 @@ class CohortRunner:
     self.config, self.task, self.cohort = config, task, cohort
     self.model = task.model(config, tuple(w for w in cohort.words if w in task.variants))
     self.x, self.y = jnp.asarray(data.x), jnp.asarray(data.y)
+    self.stream = None if data.stream is None else jnp.asarray(data.stream)
+    self.stream_train = data.stream_train
     self.n, self.n_train = len(data.y), data.n_train
     self.batches = math.ceil(self.n_train / config.batch_size)
     specs = cohort.models
@@ -175,7 +179,7 @@ class CohortRunner:
     self.size = len(self.cohort.models)
     self.pad = -self.size % n_dev
     replicated = NamedSharding(self.mesh, P())
-    self.x, self.y = jax.device_put(self.x, replicated), jax.device_put(self.y, replicated)
+    self.x, self.y, self.stream = jax.device_put((self.x, self.y, self.stream), replicated)
     for name in PER_MODEL:
       value = jax.tree_util.tree_map(self.padded, getattr(self, name))
       setattr(self, name, jax.device_put(value, self.sharding))
@@ -188,7 +192,7 @@ class CohortRunner:
     return jax.jit(self._init, out_shardings=self.sharding)(self.init_keys)
 
   def _init(self, keys):
-    x = self.x[:1]
+    x = tasks.example(self.task, self.x[:1])
     # lax.map, not vmap: the same numbers, and XLA:CPU compiles a vmapped threefry init ~3x slower
     params = jax.lax.map(lambda k: self.model.init(k, x)["params"], keys)
     scale = self.config.get("init_scale", 1.0)
@@ -201,15 +205,25 @@ class CohortRunner:
   def _epoch_perm(self, epoch):
     return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), self.n_train))(self.data_keys)
 
-  def _update(self, params, opt, perm, batch, train_idx, ranks, wd):
+  def _batch(self, perm, batch, train_idx, key):
+    """(x, y, weights) of one training batch: the model's slice of its epoch permutation (the last batch of an
+    epoch is partial), or random windows of the stream; augmented per model where the task says so."""
     bs = self.config.batch_size
+    if self.task.sample:
+      xb, yb = self.task.sample(self.stream, self.stream_train, key, self.config)
+      return xb, yb, jnp.ones(bs)
     pos = batch * bs + jnp.arange(bs)
-    w = (pos < self.n_train).astype(jnp.float32)  # the last batch of an epoch is partial
     idx = train_idx[perm[jnp.minimum(pos, self.n_train - 1)]]
-    xb, yb = self.x[idx], self.y[idx]
+    xb = self.task.augment(key, self.x[idx]) if self.task.augment else tasks.example(self.task, self.x[idx])
+    return xb, self.y[idx], (pos < self.n_train).astype(jnp.float32)
+
+  def _update(self, params, opt, perm, batch, train_idx, ranks, wd, key):
+    data_key, dropout_key = jax.random.split(key)
+    xb, yb, w = self._batch(perm, batch, train_idx, data_key)
+    kwargs = {"train": True, "rngs": {"dropout": dropout_key}} if self.task.stochastic else {}
 
     def loss_fn(p):
-      logits = self.model.apply({"params": decompose.recompose(p, ranks)}, xb)
+      logits = self.model.apply({"params": decompose.recompose(p, ranks)}, xb, **kwargs)
       return jnp.sum(self.task.loss(logits, yb) * w) / jnp.sum(w)
 
     grads = jax.grad(loss_fn)(params)
@@ -220,14 +234,17 @@ class CohortRunner:
   def _chunk(self, state, step0, n):
     """Runs `n` (traced) steps from global step `step0`."""
     self.traces += 1
-    update = jax.vmap(self._update, in_axes=(0, 0, 0, None, 0, 0, 0))
+    update = jax.vmap(self._update, in_axes=(0, 0, 0, None, 0, 0, 0, 0))
+    # per model and step: batch sampling, augmentation and dropout draws (unused by deterministic tasks)
+    noise = jax.vmap(lambda k: jax.random.split(k)[1])(self.data_keys)
 
     def body(i, carry):
       params, opt, perm = carry
       step = step0 + i
       batch = step % self.batches
       perm = jax.lax.cond(batch == 0, lambda: self._epoch_perm(step // self.batches), lambda: perm)
-      params, opt = update(params, opt, perm, batch, self.train_idx, self.ranks, self.wd)
+      keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(noise)
+      params, opt = update(params, opt, perm, batch, self.train_idx, self.ranks, self.wd, keys)
       return params, opt, perm
 
     carry = (state["params"], state["opt"], self._epoch_perm(step0 // self.batches))
@@ -237,14 +254,14 @@ class CohortRunner:
   def _per_example(self, dense):
     """(loss, correct) of every example, in passes of `eval_chunk` examples (0 = one pass) to bound memory."""
     chunk = self.config.get("eval_chunk", 0)
-    if not chunk or chunk >= self.n:
-      logits = self.model.apply({"params": dense}, self.x)
-      return self.task.loss(logits, self.y), tasks.correct(logits, self.y)
-    idx = np.minimum(np.arange(-(-self.n // chunk) * chunk), self.n - 1).reshape(-1, chunk)
 
     def part(i):
-      logits = self.model.apply({"params": dense}, self.x[i])
-      return self.task.loss(logits, self.y[i]), tasks.correct(logits, self.y[i])
+      logits = self.model.apply({"params": dense}, tasks.example(self.task, self.x[i]))
+      return self.task.loss(logits, self.y[i]), tasks.accuracy(self.task, logits, self.y[i])
+
+    if not chunk or chunk >= self.n:
+      return part(slice(None))
+    idx = np.minimum(np.arange(-(-self.n // chunk) * chunk), self.n - 1).reshape(-1, chunk)
 
     loss, ok = jax.lax.map(part, idx)
     return loss.reshape(-1)[:self.n], ok.reshape(-1)[:self.n]
@@ -266,7 +283,7 @@ class CohortRunner:
   @functools.cached_property
   def param_counts(self):
     """Per model, whole-model parameter totals from decompose.count_params: trained, inference, dense."""
-    x = self.x[:1]
+    x = tasks.example(self.task, self.x[:1])
     tree = jax.eval_shape(lambda k: decompose.factorise(self.model.init(k, x)["params"], self.cohort.max_ranks),
                           jax.random.PRNGKey(0))
     return [{f"{k}_params": v for k, v in decompose.count_params(tree, m.layer_ranks)[1].items()}
@@ -284,6 +301,8 @@ class CohortRunner:
           "layer_ranks": {layer_name(p): k for p, k in m.layer_ranks.items()},
           "weight_decay": float(m.weight_decay), **self.param_counts[i],
           **{k: (v if math.isfinite(v) else None) for k, v in vals.items()}, "diverged": diverged,
+          "gap": vals["train_acc"] - vals["test_acc"] if not diverged else None,
+          "compression": self.param_counts[i]["trained_params"] / self.param_counts[i]["dense_params"],
           "stable_rank": {k: float(v[i]) for k, v in ev["stable_rank"].items()}, "wall": round(wall, 3)})
     return out
 
@@ -378,7 +397,7 @@ def run(config, workdir, allow_config_change=False):
         last_save = time.time()
 
     try:
-      for target in eval_steps(steps, config.eval_points):
+      for target in eval_steps(steps, config.eval_points, config.eval_spacing):
         if target <= step and not (target == 0 and step == 0):
           continue
         while step < target:
