@@ -8,7 +8,7 @@ import re
 import sys
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dlgrok import configs, decompose, train
@@ -38,6 +38,8 @@ def maybe_initialize_distributed():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO; --verbosity=0 brings it back
+    logging.set_verbosity(logging.WARNING)
   maybe_initialize_distributed()
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
                                               config_flags.get_override_values(flags.FLAGS["config"]))
