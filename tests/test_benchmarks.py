@@ -33,3 +33,11 @@ def test_too_large_cohort_is_refused_with_the_number_that_fits():
   tp.device_memory = lambda: (None, 100 * 2**20)
   assert tp.refusal({"models": 10}, 50 * 2**20) is None
   assert tp.refusal({"models": 10}, 200 * 2**20) == "refused: needs 200.0 MiB (XLA est.) of 100.0 MiB; about 4 models fit"
+
+
+def test_quick_augment_table():
+  spec = importlib.util.spec_from_file_location("augment_bench", os.path.join(ROOT, "benchmarks", "augment.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  rows = mod.main(["--quick", "--models", "2", "--batch", "4"])
+  assert [r["models"] for r in rows] == [0, 2] and all(r["rate"] > 0 and r["calls"] >= 1 for r in rows)
