@@ -3,7 +3,7 @@ dropout 0.2, 10,788,929 parameters), batch 64 random windows, Adam lr 3e-4, 5000
 10/50/90 % of the text (f10/f50/f90, default f90), tested on the rest; 3 seeds; a baseline cohort trains beside.
 
   python -m dlgrok.main --config=experiments/shakespeare.py:f90                   # the baseline (paper: 58.14 %)
-  python -m dlgrok.main --config=experiments/shakespeare.py:all,p50,f50           # paper: 57.997 %, ratio 0.7215
+  python -m dlgrok.main --config=experiments/shakespeare.py:all,p50,f90           # paper: 57.997 %, ratio 0.7215
   python -m dlgrok.main --config=experiments/shakespeare.py:qkv,f10               # 12.5/25/50/75/100 %
   python -m dlgrok.plot runs/shakespeare-*                                        # Figures 29-30 heat maps
 
