@@ -31,7 +31,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from dlgrok import configs, metrics, tasks, train  # noqa: E402
+from dlgrok import configs, memory, metrics, tasks, train  # noqa: E402
+from dlgrok.memory import device_memory, gib, xla_bytes  # noqa: E402
 from dlgrok.data import algorithmic  # noqa: E402
 from dlgrok.models import transformer  # noqa: E402
 
@@ -59,27 +60,10 @@ def environment():
           "versions": v + env, "date": datetime.date.today().isoformat(), "platform": d.platform}
 
 
-def xla_bytes(fn, *args):
-  """Compiled argument + output - aliased + temporary bytes of `fn(*args)`; the later call reuses the compile."""
-  try:
-    m = fn.lower(*args).compile().memory_analysis()
-    return m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
-  except Exception:  # not every backend reports it
-    return None
-
-
-def device_memory():
-  stats = jax.devices()[0].memory_stats() or {}
-  return stats.get("peak_bytes_in_use"), stats.get("bytes_limit")
-
-
 def refusal(spec, est):
   """Why a row would not fit the device (from the XLA estimate), with the number of models that would; or None."""
-  limit = device_memory()[1]
-  if not (est and limit) or est <= 0.95 * limit:
-    return None
-  fit = int(0.95 * limit / (est / spec["models"]))
-  return f"refused: needs {gib(est)} (XLA est.) of {gib(limit)}; about {fit} models fit"
+  why = memory.refusal(spec["models"], est, device_memory()[1])
+  return why and f"refused: {why}"
 
 
 def measure_dlgrok(spec, overrides):
@@ -210,12 +194,6 @@ def measure_peer(directory, steps, python, threads):
   rate = 2 * steps / (wall[1] - wall[0])
   return dict(row, rate=rate, train_rate=rate, first_s=wall[0], eval_s=0.0,
               note=f"every 100 steps it evaluates; {threads or 'default'} threads")
-
-
-def gib(b):
-  if b is None:
-    return "n/a"
-  return f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"
 
 
 def table(rows, env, command):

@@ -17,7 +17,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dlgrok import analysis, checkpoint, configs, decompose, metrics, tasks
+from dlgrok import analysis, checkpoint, configs, decompose, memory, metrics, tasks
 from dlgrok import progress as progress_lib
 
 IGNORED_ON_RESUME = ("progress_seconds", "checkpoint_minutes")  # may change between a run and its resumption
@@ -190,6 +190,21 @@ class CohortRunner:
   def init(self):
     """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""
     return jax.jit(self._init, out_shardings=self.sharding)(self.init_keys)
+
+  def check_memory(self, state):
+    """Refuses (ConfigError) a cohort that XLA expects not to fit the device's memory, before it runs; no-op
+    where the backend reports no limit (CPU). Compiles the train chunk and evaluation that training then uses."""
+    limit = memory.device_memory()[1]
+    if not limit:
+      return
+    est = [memory.xla_bytes(self.chunk, state, jnp.int32(0), jnp.int32(1)),
+           memory.xla_bytes(self.evaluate, state["params"])]
+    per_device = (self.size + self.pad) // self.mesh.size
+    why = memory.refusal(per_device, max((e for e in est if e), default=None), limit)
+    if why:
+      raise configs.ConfigError(
+          f"cohort {self.cohort.name!r}: {self.size} models on {self.mesh.size} device(s) {why}; use fewer seeds "
+          "or ranks, a smaller eval_chunk, or more devices")
 
   def _init(self, keys):
     x = tasks.example(self.task, self.x[:1])
@@ -373,15 +388,19 @@ def run(config, workdir, allow_config_change=False):
   cohorts = plan(config, task)
   data = task.data(config)
   primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl
-  if primary:
-    write_config(config, workdir)
   n_models = sum(len(c.models) for c in cohorts)
   print(f"{n_models} models in {len(cohorts)} cohort(s): "
         + "; ".join(f"{c.name}: {len(c.models)}" for c in cohorts) + f"; {steps} steps", flush=True)
+  with jax.default_matmul_precision(config.matmul_precision):
+    runners = [CohortRunner(config, task, c, data) for c in cohorts]
+    fresh = [r.init() for r in runners]
+    for r, s in zip(runners, fresh):
+      r.check_memory(s)  # before anything is written
+  if primary:
+    write_config(config, workdir)
   ckpt = checkpoint.Checkpointer(workdir)
   with jax.default_matmul_precision(config.matmul_precision), checkpoint.Interrupt() as interrupt:
-    runners = [CohortRunner(config, task, c, data) for c in cohorts]
-    step, states = restore(ckpt, runners, [r.init() for r in runners])
+    step, states = restore(ckpt, runners, fresh)
     if step:
       print(f"resumed from the checkpoint at step {step}", flush=True)
     if primary:

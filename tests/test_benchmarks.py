@@ -32,7 +32,8 @@ def test_too_large_cohort_is_refused_with_the_number_that_fits():
   tp = load_throughput()
   tp.device_memory = lambda: (None, 100 * 2**20)
   assert tp.refusal({"models": 10}, 50 * 2**20) is None
-  assert tp.refusal({"models": 10}, 200 * 2**20) == "refused: needs 200.0 MiB (XLA est.) of 100.0 MiB; about 4 models fit"
+  assert tp.refusal({"models": 10}, 200 * 2**20) == ("refused: needs 200.0 MiB per device (XLA's estimate) of 100.0 MiB; "
+                                                     "about 4 models fit per device")
 
 
 def test_quick_augment_table():

@@ -1,9 +1,12 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import tiny_config
-from dlgrok import metrics, tasks, train
+from dlgrok import configs, memory, metrics, tasks, train
 
 
 def runner(config, cohort_index=-1):
@@ -112,3 +115,24 @@ def test_eval_steps_log_spaced():
   s = train.eval_steps(10**6, 200)
   assert s[0] == 0 and s[-1] == 10**6 and 150 < len(s) <= 201
   assert s == sorted(set(s))
+
+
+def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypatch):
+  """With a (faked) device limit, a cohort XLA expects not to fit stops before anything is written, naming how
+  many models fit; one that fits trains with no extra compilation."""
+  config = tiny_config(group="attn", ranks="r8", baseline=False)
+  r = runner(config)
+  state = r.init()
+  est = max(memory.xla_bytes(r.chunk, state, jnp.int32(0), jnp.int32(1)), memory.xla_bytes(r.evaluate,
+                                                                                          state["params"]))
+  limit = int(0.6 * est)  # one of the two models fits
+  monkeypatch.setattr(memory, "device_memory", lambda: (None, limit))
+  with pytest.raises(configs.ConfigError) as e:
+    train.run(config, str(tmp_path / "w"))
+  fit = int(re.search(r"about (\d+) models fit per device", str(e.value)).group(1))
+  assert fit == int(0.95 * limit / (est / 2)) == 1 and "cohort 'attn': 2 models on 1 device(s)" in str(e.value)
+  assert not (tmp_path / "w").exists()
+  monkeypatch.setattr(memory, "device_memory", lambda: (None, 100 * est))
+  r.check_memory(state)
+  jax.block_until_ready(r.chunk(state, jnp.int32(0), jnp.int32(5)))
+  assert r.traces == 1  # the estimate's compilation is the one training uses
