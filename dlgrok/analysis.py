@@ -93,8 +93,20 @@ def cells(rows):
   return out
 
 
+def accuracies(models):
+  """Means over models of the train and test accuracy at the last evaluated step and of the best test
+  accuracy (diverged evaluations, recorded as None, are left out)."""
+  mean = lambda xs: float(np.mean(xs)) if xs else None
+  last = [max(rs, key=lambda r: r["step"]) for rs in models]
+  best = [max(r["test_acc"] for r in rs if r["test_acc"] is not None) for rs in models
+          if any(r["test_acc"] is not None for r in rs)]
+  return {"final_train": mean([r["train_acc"] for r in last if r["train_acc"] is not None]),
+          "final_test": mean([r["test_acc"] for r in last if r["test_acc"] is not None]), "best_test": mean(best)}
+
+
 def summarise(rows):
-  """Steps-to-grok per (group, rank, frac): for each measure mean, std and how many seeds reached it, plus
+  """Steps-to-grok per (group, rank, frac): for each measure mean, std and how many seeds reached it, the mean
+  final train / test and best test accuracy, plus
   `speedup` = baseline mean gap1_step / this mean gap1_step (App. A.2's 61.67x), given only when every seed
   of both reached it (a seed that never reaches it has no finite step to average)."""
   out = []
@@ -105,6 +117,7 @@ def summarise(rows):
       vals = [r[m] for r in res if r[m] is not None]
       row[m] = {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals)) if vals else None,
                 "reached": len(vals)}
+    row.update(accuracies(models))
     out.append(row)
   base = {r["frac"]: r for r in out if r["group"] == "none"}
   for r in out:

@@ -1,4 +1,5 @@
 """metrics.jsonl: one JSON object per (evaluation step, model); written by train, read by plot and inspect."""
+import gzip
 import json
 import os
 
@@ -36,9 +37,12 @@ class NullWriter:
 
 
 def read(workdir):
-  """All rows of <workdir>/metrics.jsonl (a workdir or the file itself)."""
-  p = workdir if workdir.endswith(".jsonl") else path(workdir)
-  with open(p) as f:
+  """All rows of <workdir>/metrics.jsonl (a workdir or the file itself), or of its gzipped copy
+  metrics.jsonl.gz (as results/ keeps them)."""
+  p = workdir if workdir.endswith((".jsonl", ".jsonl.gz")) else path(workdir)
+  if not os.path.exists(p) and os.path.exists(p + ".gz"):
+    p += ".gz"
+  with (gzip.open if p.endswith(".gz") else open)(p, "rt") as f:
     return [json.loads(line) for line in f if line.strip()]
 
 

@@ -88,6 +88,9 @@ def test_summarise_speedup():
   assert base["speedup"] == pytest.approx(1.0)
   assert p50["gap1_step"]["reached"] == 1 and p50["speedup"] is None  # a seed never got there
   assert p50["n"] == 2
+  # seed 1 of p50 never reaches 1.0: final and best test 0.1; seed 0 ends and peaks at 1.0
+  assert (p50["final_train"], p50["final_test"], p50["best_test"]) == (1.0, pytest.approx(0.55), pytest.approx(0.55))
+  assert base["final_test"] == base["best_test"] == p100["best_test"] == 1.0
 
 
 def test_mean_curve_and_stable_rank_matrix():

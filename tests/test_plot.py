@@ -185,3 +185,18 @@ def test_weight_decay_sweep(tmp_path, capsys):
   out = capsys.readouterr().out
   assert "accuracy_fc1_wd0.png" in out and "accuracy_fc1_wd0.1.png" in out
   assert out.count("| 50 % | none | full | 2 |") == 2  # one table per weight decay
+
+
+def test_gzipped_metrics_read_like_plain(tmp_path):
+  """results/ keeps metrics.jsonl.gz: plot and inspect read it through metrics.read like the plain file."""
+  import gzip
+  import shutil
+  from dlgrok import metrics
+  d = str(tmp_path / "run")
+  rows = write_run(d, 0.8)
+  with open(os.path.join(d, "metrics.jsonl"), "rb") as f, gzip.open(os.path.join(d, "metrics.jsonl.gz"), "wb") as g:
+    shutil.copyfileobj(f, g)
+  os.remove(os.path.join(d, "metrics.jsonl"))
+  assert metrics.read(d) == rows == metrics.read(os.path.join(d, "metrics.jsonl.gz"))
+  np.testing.assert_allclose(plot.accuracy_figure(plot.load([d]), "all").axes[0].get_lines()[1].get_ydata(),
+                             mean_of(rows, "none", "full", "test_acc")[1:])
