@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dlgrok import analysis, checkpoint, decompose, metrics, tasks, train
+from dlgrok import analysis, checkpoint, decompose, metrics, train
 
 
 def load(workdir, step=None):
@@ -76,9 +76,10 @@ def compressed(params, ranks, k):
 
 
 def test_accuracy(runner, dense, i):
-  logits = runner.model.apply({"params": dense}, runner.x)
-  test = ~np.asarray(runner.is_train[i])
-  return float(np.mean(np.asarray(tasks.correct(logits, runner.y))[test]))
+  """Model i's test accuracy with `dense` parameters, evaluated as training evaluates it (prepared inputs, in
+  passes of eval_chunk examples)."""
+  _, ok = runner.per_example(dense)
+  return float(np.mean(np.asarray(ok)[~np.asarray(runner.is_train[i])]))
 
 
 def report(workdir, step=None, model=None):

@@ -15,6 +15,10 @@ from dlgrok.models import gpt, mlp, transformer, vit
 PAPER_PCTS = ("p12.5", "p25", "p50", "p75", "p100")
 
 
+def correct(logits, labels):
+  return jnp.argmax(logits, -1) == labels
+
+
 @dataclasses.dataclass(frozen=True)
 class Data:
   """The whole data set as arrays; each model draws its own train/test split of `n_train` examples."""
@@ -40,7 +44,7 @@ class Task:
   steps_by_frac: dict  # train fraction -> paper's step count
   fixed_split: bool = False  # every model trains on the first n_train examples of Data.x, tests on the rest
   default_steps: Callable | None = None  # config -> steps, for tasks whose step count does not depend on frac
-  correct: Callable = None  # (logits, labels) -> per-example accuracy; None = argmax equals label
+  correct: Callable = correct  # (logits, labels) -> per-example accuracy
   stochastic: bool = False  # the model takes train=True and a per-model 'dropout' rng while training
   sample: Callable | None = None  # (stream, limit, key, config) -> (x, y): training batches drawn from Data.stream
   augment: Callable | None = None  # (key, x) -> x: a training batch, per model
@@ -53,17 +57,26 @@ class Task:
     return tuple(p for w in words for p in self.groups.get(w, ()))
 
 
-def correct(logits, labels):
-  return jnp.argmax(logits, -1) == labels
-
-
-def accuracy(task, logits, labels):
-  return (task.correct or correct)(logits, labels)
-
-
 def example(task, x):
   """The model's input for x (the first example is what init sees)."""
   return task.prepare(x) if task.prepare else x
+
+
+def data_error(fn, *args):
+  """fn(*args), a data loader, with missing or corrupt files reported as a ConfigError."""
+  try:
+    return fn(*args)
+  except files.DataError as e:
+    raise configs.ConfigError(str(e)) from None
+
+
+def steps_per_epoch(c):
+  return math.ceil(c.n_train / c.batch_size)
+
+
+def check_heads(c):
+  if c.width % c.heads:
+    raise configs.ConfigError(f"width={c.width} is not divisible by heads={c.heads}")
 
 
 def check_fixed_frac(c, share):
@@ -99,8 +112,7 @@ def mod_p_check(c):
     raise configs.ConfigError(str(e)) from None
   if c.init not in transformer.INITS:
     raise configs.ConfigError(f"init={c.init!r}; allowed: {', '.join(transformer.INITS)}")
-  if c.width % c.heads:
-    raise configs.ConfigError(f"width={c.width} is not divisible by heads={c.heads}")
+  check_heads(c)
 
 
 def mod_p_data(c):
@@ -149,10 +161,7 @@ def mnist_check(c):
     raise configs.ConfigError(f"init={c.init!r}; allowed: {', '.join(transformer.INITS)}")
   if c.width < 1:
     raise configs.ConfigError(f"width={c.width}: need at least 1")
-  try:
-    x, _ = mnist.load(c.data_dir, c.n_train)  # missing or corrupt files fail here, before anything is written
-  except mnist.DataError as e:
-    raise configs.ConfigError(str(e)) from None
+  x, _ = data_error(mnist.load, c.data_dir, c.n_train)  # missing or corrupt files fail here, before any writing
   check_fixed_frac(c, c.n_train / len(x))  # resolve records the share as frac
 
 
@@ -172,7 +181,7 @@ def mse_one_hot(logits, labels):
 
 
 def adamw_optimizer(c, weight_decay):
-  """PyTorch's AdamW: decoupled weight decay, lr * wd * p."""
+  """PyTorch's AdamW: decoupled weight decay, lr * wd * p (Adam at weight decay 0, as App. G trains)."""
   return optax.adamw(c.lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
 
 
@@ -228,18 +237,10 @@ CIFAR_GROUPS = {
 }
 
 
-def data_error(fn, *args):
-  try:
-    return fn(*args)
-  except files.DataError as e:
-    raise configs.ConfigError(str(e)) from None
-
-
 def shakespeare_check(c):
   if c.dropout_site not in gpt.DROPOUT_SITES:
     raise configs.ConfigError(f"dropout_site={c.dropout_site!r}; allowed: {', '.join(gpt.DROPOUT_SITES)}")
-  if c.width % c.heads:
-    raise configs.ConfigError(f"width={c.width} is not divisible by heads={c.heads}")
+  check_heads(c)
   if not 0 <= c.dropout < 1:
     raise configs.ConfigError(f"dropout={c.dropout}: must be in [0, 1)")
   data_error(shakespeare.load, c.data_dir, c.frac, c.block)
@@ -266,11 +267,6 @@ def seq_correct(logits, labels):
   return jnp.mean(jnp.argmax(logits, -1) == labels, axis=-1)
 
 
-def adam_optimizer(c, weight_decay):
-  """Adam (weight decay 0, the paper's), or AdamW's decoupled decay when weight_decay > 0."""
-  return optax.adamw(c.lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
-
-
 def shakespeare_config(**fields):
   """App. G.1: karpathy's lecture GPT (6 x 384, 6 heads, block 256, dropout 0.2), batch 64, Adam 3e-4, 5000 steps."""
   c = configs.base(task="shakespeare", width=384, heads=6, layers=6, block=256, dropout=0.2, dropout_site="probs",
@@ -281,8 +277,7 @@ def shakespeare_config(**fields):
 
 
 def cifar_check(c):
-  if c.width % c.heads:
-    raise configs.ConfigError(f"width={c.width} is not divisible by heads={c.heads}")
+  check_heads(c)
   if not 0 <= c.warmup_epochs <= c.epochs:
     raise configs.ConfigError(f"warmup_epochs={c.warmup_epochs}: must be in 0..epochs={c.epochs}")
   x, _, n = data_error(cifar10.load, c.data_dir, c.download)
@@ -302,13 +297,9 @@ def cifar_model(c, variants=()):
                  dropout=c.dropout)
 
 
-def cifar_steps_per_epoch(c):
-  return math.ceil(c.n_train / c.batch_size)
-
-
 def cifar_optimizer(c, weight_decay):
   """Adam: linear warm-up from end_lr to lr over warmup_epochs, then cosine to end_lr at `epochs` (per step)."""
-  per = cifar_steps_per_epoch(c)
+  per = steps_per_epoch(c)
   sched = optax.warmup_cosine_decay_schedule(c.end_lr, c.lr, c.warmup_epochs * per, c.epochs * per, c.end_lr)
   return optax.adamw(sched, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
 
@@ -332,10 +323,10 @@ TASKS = {
                              lambda c: 1e5),
     # App. E does not name its loss: cross-entropy, the usual one for MNIST classification
     "mnist_wd": mnist_task("mnist_wd", optax.softmax_cross_entropy_with_integer_labels, sgd_optimizer,
-                           lambda words: TENTHS, lambda c: c.epochs * math.ceil(c.n_train / c.batch_size)),
+                           lambda words: TENTHS, lambda c: c.epochs * steps_per_epoch(c)),
     "shakespeare": Task(
         name="shakespeare", check=shakespeare_check, data=shakespeare_data, model=shakespeare_model,
-        loss=seq_loss, optimizer=adam_optimizer, groups=SHAKESPEARE_GROUPS, variants=(),
+        loss=seq_loss, optimizer=adamw_optimizer, groups=SHAKESPEARE_GROUPS, variants=(),
         default_ranks=lambda words: PAPER_PCTS, steps_by_frac={}, fixed_split=True, default_steps=lambda c: 5000,
         correct=seq_correct, stochastic=True,
         sample=lambda stream, limit, key, c: shakespeare.windows(stream, limit, key, c.batch_size, c.block)),
@@ -343,7 +334,7 @@ TASKS = {
         name="cifar10", check=cifar_check, data=cifar_data, model=cifar_model,
         loss=optax.softmax_cross_entropy_with_integer_labels, optimizer=cifar_optimizer, groups=CIFAR_GROUPS,
         variants=(), default_ranks=lambda words: PAPER_PCTS, steps_by_frac={}, fixed_split=True,
-        default_steps=lambda c: c.epochs * cifar_steps_per_epoch(c), stochastic=True,
+        default_steps=lambda c: c.epochs * steps_per_epoch(c), stochastic=True,
         augment=augment.train_batch, prepare=augment.eval_batch),
 }
 

@@ -266,13 +266,13 @@ class CohortRunner:
     params, opt, _ = jax.lax.fori_loop(0, n, body, carry)
     return {"params": params, "opt": opt}
 
-  def _per_example(self, dense):
+  def per_example(self, dense):
     """(loss, correct) of every example, in passes of `eval_chunk` examples (0 = one pass) to bound memory."""
     chunk = self.config.get("eval_chunk", 0)
 
     def part(i):
       logits = self.model.apply({"params": dense}, tasks.example(self.task, self.x[i]))
-      return self.task.loss(logits, self.y[i]), tasks.accuracy(self.task, logits, self.y[i])
+      return self.task.loss(logits, self.y[i]), self.task.correct(logits, self.y[i])
 
     if not chunk or chunk >= self.n:
       return part(slice(None))
@@ -284,7 +284,7 @@ class CohortRunner:
   def _evaluate(self, params):
     def one(p, ranks, is_train):
       dense = decompose.recompose(p, ranks)
-      loss, ok = self._per_example(dense)
+      loss, ok = self.per_example(dense)
       tr, te = is_train.astype(jnp.float32), (~is_train).astype(jnp.float32)
       out = {"train_loss": jnp.sum(loss * tr) / jnp.sum(tr), "train_acc": jnp.sum(ok * tr) / jnp.sum(tr),
              "test_loss": jnp.sum(loss * te) / jnp.sum(te), "test_acc": jnp.sum(ok * te) / jnp.sum(te)}
