@@ -19,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from dlgrok import tasks, train
+from dlgrok import cohorts, tasks, train
 from dlgrok.data import augment, cifar10
 
 
@@ -44,10 +44,10 @@ def rate(models, batch, seconds):
 def train_rate(models, steps, augmented, data_dir):
   """Model-steps/s of the jitted CIFAR-10 train chunk (`steps` steps, after one compiling call)."""
   config = tasks.cifar_config(data_dir=data_dir, n_train=1024, seeds=models, steps=float(steps))
-  task, config = train.resolve(config)
+  task, config = cohorts.resolve(config)
   if not augmented:
     task = dataclasses.replace(task, augment=None)
-  runner = train.CohortRunner(config, task, train.plan(config, task)[0], task.data(config))
+  runner = train.CohortRunner(config, task, cohorts.plan(config, task)[0], task.data(config))
   state = runner.chunk(runner.init(), jax.numpy.int32(0), jax.numpy.int32(1))
   jax.block_until_ready(state)
   start = time.perf_counter()

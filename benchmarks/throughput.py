@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from dlgrok import configs, memory, metrics, tasks, train  # noqa: E402
+from dlgrok import cohorts, configs, memory, metrics, tasks, train  # noqa: E402
 from dlgrok.memory import device_memory, gib, xla_bytes  # noqa: E402
 from dlgrok.data import algorithmic  # noqa: E402
 from dlgrok.models import transformer  # noqa: E402
@@ -67,8 +67,8 @@ def refusal(spec, est):
 
 
 def measure_dlgrok(spec, overrides):
-  task, config = train.resolve(mod97_config(spec, overrides))
-  cohort = train.plan(config, task)[-1]
+  task, config = cohorts.resolve(mod97_config(spec, overrides))
+  cohort = cohorts.plan(config, task)[-1]
   assert len(cohort.models) == spec["models"], cohort
   n, out = jnp.int32(spec["steps"]), {}
   with tempfile.TemporaryDirectory() as tmp:

@@ -17,15 +17,15 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dlgrok import analysis, checkpoint, decompose, metrics, train
+from dlgrok import analysis, checkpoint, cohorts, decompose, metrics, train
 
 
 def load(workdir, step=None):
   """(config, task, runners, step, states) restored from `workdir`."""
   config = ml_collections.ConfigDict(metrics.load_config(workdir))
-  task, config = train.resolve(config)
+  task, config = cohorts.resolve(config)
   data = task.data(config)
-  runners = [train.CohortRunner(config, task, c, data) for c in train.plan(config, task)]
+  runners = [train.CohortRunner(config, task, c, data) for c in cohorts.plan(config, task)]
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   if not ckpt.steps():
     raise SystemExit(f"error: no checkpoint in {checkpoint.directory(workdir)}")
@@ -133,7 +133,7 @@ def export(runners, states, index, k, path):
 def save_factors(workdir, runners, states, models=None):
   """<workdir>/factors.npz for plot's App. C figures: 'm{model}/{layer}/U|S|Vt' of factorised layers, and
   'm{model}/{layer}/A' of the same layers in dense (baseline) models."""
-  layers = {train.layer_name(p) for r in runners for p in r.cohort.max_ranks}
+  layers = {cohorts.layer_name(p) for r in runners for p in r.cohort.max_ranks}
   arrays = {}
   for r, s in zip(runners, states):
     for i in range(len(r.cohort.models)):
@@ -142,7 +142,7 @@ def save_factors(workdir, runners, states, models=None):
         continue
       params = jax.tree_util.tree_map(lambda a: a[i], s["params"])
       for path, leaf in jax.tree_util.tree_flatten_with_path(params, is_leaf=decompose.is_factor)[0]:
-        layer = train.layer_name(decompose.path_str(path))
+        layer = cohorts.layer_name(decompose.path_str(path))
         if layer not in layers or not (decompose.is_factor(leaf) or np.ndim(leaf) == 2):
           continue
         parts = leaf if decompose.is_factor(leaf) else {"A": leaf}

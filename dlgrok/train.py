@@ -1,9 +1,6 @@
-"""Cohorts of models trained together: vmapped over models, looped on device between evaluation points.
-
-A cohort is a set of models sharing one parameter-tree structure (e.g. every `ffn` model of any rank and seed);
-seeds, ranks (as rank masks) and data splits are per-model data. Python runs once per chunk of steps.
+"""Cohorts of models (see cohorts.py) trained together: vmapped over models, looped on device between evaluation
+points. Seeds, ranks (as rank masks) and data splits are per-model data; Python runs once per chunk of steps.
 """
-import dataclasses
 import functools
 import json
 import math
@@ -17,7 +14,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dlgrok import analysis, checkpoint, configs, decompose, memory, metrics, tasks
+from dlgrok import analysis, checkpoint, cohorts, configs, decompose, memory, metrics, tasks
 from dlgrok import progress as progress_lib
 
 IGNORED_ON_RESUME = ("progress_seconds", "checkpoint_minutes")  # may change between a run and its resumption
@@ -29,107 +26,6 @@ class Interrupted(Exception):
   def __init__(self, signal_name, step):
     super().__init__(f"{signal_name} at step {step}")
     self.signal_name, self.step = signal_name, step
-
-
-@dataclasses.dataclass
-class ModelSpec:
-  seed: int
-  rank: str  # rank token ('r32', 'p50') or 'full' for a dense model
-  pct: float | None  # rank as a percent of the first factorised layer's full rank
-  layer_ranks: dict  # leaf path -> k
-  weight_decay: float = 0.0
-
-
-@dataclasses.dataclass
-class Cohort:
-  name: str
-  words: tuple  # layer-group and variant words; () for the baseline
-  max_ranks: dict  # leaf path -> r, the largest rank in the cohort
-  models: list
-  first: int = 0  # global index of the first model
-
-
-def steps_of(config, task):
-  if config.steps:
-    return int(config.steps)
-  if task.default_steps:
-    return int(task.default_steps(config))
-  if config.frac not in task.steps_by_frac:
-    allowed = ", ".join(f"{f:g}" for f in task.steps_by_frac)
-    raise configs.ConfigError(f"no paper step count for frac={config.frac:g} (known: {allowed}); pass steps=N")
-  return int(task.steps_by_frac[config.frac])
-
-
-def resolve(config):
-  """Validates `config` and fills defaults; returns (task, config). Raises ConfigError before any work."""
-  task = tasks.get(config.task)
-  configs.check_common(config)
-  task.check(config)
-  for w in configs.split_tokens(config.group):
-    if w not in task.words():
-      raise configs.ConfigError(f"unknown group {w!r}; allowed: {', '.join(task.words())}")
-  config = config.copy_and_resolve_references()
-  config.steps = float(steps_of(config, task))
-  if task.fixed_split:  # record the training share
-    data = task.data(config)
-    config.frac = data.frac if data.frac is not None else data.n_train / len(data.y)
-  plan(config, task)  # checks ranks against the layers' shapes
-  return task, config
-
-
-def layer_name(path):
-  return path.rsplit("/", 1)[0]
-
-
-def shapes(task, config, variants):
-  model = task.model(config, variants)
-  x = tasks.example(task, jnp.asarray(task.data(config).x[:1]))
-  return jax.eval_shape(lambda k: model.init(k, x)["params"], jax.random.PRNGKey(0))
-
-
-def plan(config, task):
-  """The run's cohorts: a baseline (unless baseline=false) and one for the chosen layer groups."""
-  words = tuple(configs.split_tokens(config.group))
-  groups = tuple(w for w in words if w in task.groups and w != "none")
-  variants = tuple(w for w in words if w in task.variants)
-  tokens = configs.split_tokens(config.ranks)
-  if tokens and not groups:
-    raise configs.ConfigError(f"ranks={config.ranks!r} given but no layer group to decompose")
-  seeds = [config.seed + i for i in range(config.seeds)]
-  wds = configs.weight_decays(config)
-  dense = [ModelSpec(s, "full", None, {}, wd) for wd in wds for s in seeds]
-  cohorts = []
-  if config.baseline or not (groups or variants):
-    cohorts.append(Cohort("baseline", (), {}, list(dense)))
-  if groups or variants:
-    specs, max_ranks = dense, {}
-    if groups:
-      tree = shapes(task, config, variants)
-      try:
-        chosen = decompose.select(tree, task.patterns(groups))
-      except decompose.DecomposeError as e:
-        raise configs.ConfigError(str(e)) from None
-      leaves = {decompose.path_str(p): l.shape for p, l in jax.tree_util.tree_flatten_with_path(tree)[0]}
-      specs = []
-      for tok in tokens or task.default_ranks(groups):
-        kind, val = configs.parse_rank_token(tok)
-        ranks = {}
-        for path in chosen:
-          full = decompose.full_rank(leaves[path])
-          k = val if kind == "r" else decompose.pct_to_rank(val, full)
-          try:
-            ranks[path] = decompose.check_rank(path, k, leaves[path])
-          except decompose.DecomposeError as e:
-            raise configs.ConfigError(f"{tok}: {e}") from None
-          max_ranks[path] = max(max_ranks.get(path, 0), k)
-        first = next(iter(chosen))
-        pct = val if kind == "p" else round(100 * val / decompose.full_rank(leaves[first]), 2)
-        specs += [ModelSpec(s, tok, pct, ranks, wd) for wd in wds for s in seeds]
-    cohorts.append(Cohort(",".join(words), words, max_ranks, specs))
-  n = 0
-  for c in cohorts:
-    c.first, n = n, n + len(c.models)
-  return cohorts
 
 
 def eval_steps(steps, points, spacing="log"):
@@ -289,7 +185,7 @@ class CohortRunner:
       out = {"train_loss": jnp.sum(loss * tr) / jnp.sum(tr), "train_acc": jnp.sum(ok * tr) / jnp.sum(tr),
              "test_loss": jnp.sum(loss * te) / jnp.sum(te), "test_acc": jnp.sum(ok * te) / jnp.sum(te)}
       flat = jax.tree_util.tree_flatten_with_path(dense)[0]
-      out["stable_rank"] = {layer_name(decompose.path_str(k)): analysis.stable_rank(v) for k, v in flat
+      out["stable_rank"] = {cohorts.layer_name(decompose.path_str(k)): analysis.stable_rank(v) for k, v in flat
                             if v.ndim == 2}
       return out
 
@@ -313,7 +209,7 @@ class CohortRunner:
       out.append({
           "step": step, "model": self.cohort.first + i, "cohort": self.cohort.name, "seed": m.seed,
           "group": ",".join(self.cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": frac,
-          "layer_ranks": {layer_name(p): k for p, k in m.layer_ranks.items()},
+          "layer_ranks": {cohorts.layer_name(p): k for p, k in m.layer_ranks.items()},
           "weight_decay": float(m.weight_decay), **self.param_counts[i],
           **{k: (v if math.isfinite(v) else None) for k, v in vals.items()}, "diverged": diverged,
           "gap": vals["train_acc"] - vals["test_acc"] if not diverged else None,
@@ -353,11 +249,11 @@ def write_config(config, workdir):
 def full_state(step, runners, states):
   """What a checkpoint holds: the step, and per cohort params, optimiser state, data keys and splits of the
   real models (padding models are left out, so a run can resume on another number of devices)."""
-  cohorts = []
+  per_cohort = []
   for r, s in zip(runners, states):
     c = dict(s, data_keys=r.data_keys, train_idx=r.train_idx)
-    cohorts.append(jax.tree_util.tree_map(lambda a, n=r.size: a[:n], c))
-  return {"step": step, "cohorts": cohorts}
+    per_cohort.append(jax.tree_util.tree_map(lambda a, n=r.size: a[:n], c))
+  return {"step": step, "cohorts": per_cohort}
 
 
 def restore(ckpt, runners, states, step=None):
@@ -382,17 +278,17 @@ def restore(ckpt, runners, states, step=None):
 def run(config, workdir, allow_config_change=False):
   """Trains every cohort of `config` in `workdir` (config.json, metrics.jsonl, checkpoints/), resuming from the
   newest checkpoint there; returns (runners, states). Raises Interrupted after saving on SIGTERM/SIGINT."""
-  task, config = resolve(config)
+  task, config = cohorts.resolve(config)
   check_workdir(config, workdir, allow_config_change)
   steps = int(config.steps)
-  cohorts = plan(config, task)
+  planned = cohorts.plan(config, task)
   data = task.data(config)
   primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl
-  n_models = sum(len(c.models) for c in cohorts)
-  print(f"{n_models} models in {len(cohorts)} cohort(s): "
-        + "; ".join(f"{c.name}: {len(c.models)}" for c in cohorts) + f"; {steps} steps", flush=True)
+  n_models = sum(len(c.models) for c in planned)
+  print(f"{n_models} models in {len(planned)} cohort(s): "
+        + "; ".join(f"{c.name}: {len(c.models)}" for c in planned) + f"; {steps} steps", flush=True)
   with jax.default_matmul_precision(config.matmul_precision):
-    runners = [CohortRunner(config, task, c, data) for c in cohorts]
+    runners = [CohortRunner(config, task, c, data) for c in planned]
     fresh = [r.init() for r in runners]
     for r, s in zip(runners, fresh):
       r.check_memory(s)  # before anything is written

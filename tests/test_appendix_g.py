@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlgrok import decompose, metrics, tasks, train
+from dlgrok import cohorts, decompose, metrics, tasks, train
 from dlgrok.data import cifar10
 from dlgrok.models import gpt, vit
 
@@ -31,9 +31,9 @@ def cifar_dir(tmp_path_factory):
 
 def trained_params(config):
   """Whole-model trained parameters of every model `plan` makes, from eval_shape (nothing is trained)."""
-  task, config = train.resolve(config)
+  task, config = cohorts.resolve(config)
   out = []
-  for cohort in train.plan(config, task):
+  for cohort in cohorts.plan(config, task):
     model = task.model(config, ())
     x = tasks.example(task, jnp.asarray(task.data(config).x[:1]))
     tree = jax.eval_shape(lambda k: decompose.factorise(model.init(k, x)["params"], cohort.max_ranks),
@@ -62,8 +62,8 @@ def test_cifar_compression_near_the_paper(cifar_dir):
   at rank 16 (12.5 % of its width), which r16 gives; dlgrok's p12.5 (12.5 % of min(m, n) = 8) gives 361,930."""
   c = tasks.cifar_config(group="all_but_fc1_out", ranks="p12.5,r16", seeds=1, data_dir=cifar_dir, n_train=40)
   assert [r["trained"] for r in trained_params(c)] == [827_530, 361_930, 363_658]
-  task, c = train.resolve(c)
-  specs = train.plan(c, task)[1].models
+  task, c = cohorts.resolve(c)
+  specs = cohorts.plan(c, task)[1].models
   assert len(specs[1].layer_ranks) == 2 + 6 * 5 and set(specs[1].layer_ranks.values()) == {16}
   assert specs[0].layer_ranks["pos_emb/embedding"] == 8
 

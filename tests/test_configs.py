@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from dlgrok import configs, tasks, train
+from dlgrok import cohorts, configs, tasks
 
 
 def get_config(name, arg):
@@ -18,18 +18,18 @@ def get_config(name, arg):
 
 def test_paper_defaults():
   c = get_config("mod97", "ffn,r32")
-  task, r = train.resolve(c)
+  task, r = cohorts.resolve(c)
   assert (r.p, r.op, r.frac, r.steps, r.seeds, r.lr, r.b1, r.b2, r.weight_decay, r.batch_size) == (
       97, "x/y", 0.5, 1e6, 5, 1e-3, 0.9, 0.98, 0.0, 512)
-  cohorts = train.plan(r, task)
-  assert [(c.name, len(c.models)) for c in cohorts] == [("baseline", 5), ("ffn", 5)]
-  assert set(cohorts[1].max_ranks) == {f"block_{i}/ffn/{f}/kernel" for i in (0, 1) for f in ("fc1", "fc2")}
+  planned = cohorts.plan(r, task)
+  assert [(c.name, len(c.models)) for c in planned] == [("baseline", 5), ("ffn", 5)]
+  assert set(planned[1].max_ranks) == {f"block_{i}/ffn/{f}/kernel" for i in (0, 1) for f in ("fc1", "fc2")}
 
 
 @pytest.mark.parametrize("arg,frac,steps", [("f50", 0.5, 1e6), ("f65", 0.65, 1e5), ("f80", 0.8, 1e4),
                                             ("f80,steps=123", 0.8, 123)])
 def test_fractions_and_steps(arg, frac, steps):
-  _, r = train.resolve(get_config("mod97", arg))
+  _, r = cohorts.resolve(get_config("mod97", arg))
   assert (r.frac, r.steps) == (frac, steps)
 
 
@@ -38,29 +38,29 @@ def test_default_rank_panels():
   for group, ranks in [("tok", [12, 25, 50, 74, 99]), ("pos", [1, 2, 3, 4, 5]), ("ffn", [16, 32, 64, 96, 128]),
                        ("attn", [16, 32, 64, 96, 128]), ("out", [12, 25, 50, 74, 99])]:
     c = get_config("mod97", group)
-    cohort = train.plan(c, task)[1]
+    cohort = cohorts.plan(c, task)[1]
     assert len(cohort.models) == 25
     first = sorted(cohort.max_ranks)[0]
     assert sorted({m.layer_ranks[first] for m in cohort.models}) == ranks, group
   c = get_config("mod97", "all,p50")
-  ranks = train.plan(c, task)[1].models[0].layer_ranks
+  ranks = cohorts.plan(c, task)[1].models[0].layer_ranks
   assert ranks["tok_emb/embedding"] == 50 and ranks["out/kernel"] == 50
   assert ranks["block_1/attn/qkv/kernel"] == 64 and ranks["block_0/ffn/fc2/kernel"] == 64
   c59 = get_config("mod59", "tok")
-  _, r = train.resolve(c59)
+  _, r = cohorts.resolve(c59)
   assert (r.p, r.frac, r.steps) == (59, 0.8, 3e5)
-  cohort = train.plan(r, tasks.get("mod59"))[1]
+  cohort = cohorts.plan(r, tasks.get("mod59"))[1]
   assert sorted({m.layer_ranks["tok_emb/embedding"] for m in cohort.models}) == [8, 15, 31, 46, 61]
 
 
 def test_every_group_word_plans():
   task = tasks.get("mod97")
   for w in task.words():
-    cohorts = train.plan(get_config("mod97", f"{w},seeds=1"), task)
-    assert cohorts[0].name == "baseline"
-  nopos = train.plan(get_config("mod97", "nopos,seeds=1,baseline=false"), task)
+    planned = cohorts.plan(get_config("mod97", f"{w},seeds=1"), task)
+    assert planned[0].name == "baseline"
+  nopos = cohorts.plan(get_config("mod97", "nopos,seeds=1,baseline=false"), task)
   assert [(c.name, c.words) for c in nopos] == [("nopos", ("nopos",))]
-  assert "pos_emb" not in train.shapes(task, get_config("mod97", ""), ("nopos",))
+  assert "pos_emb" not in cohorts.shapes(task, get_config("mod97", ""), ("nopos",))
 
 
 @pytest.mark.parametrize("arg,message", [
@@ -80,12 +80,12 @@ def test_every_group_word_plans():
 ])
 def test_bad_inputs(arg, message):
   with pytest.raises(configs.ConfigError, match=message):
-    train.resolve(get_config("mod97", arg))
+    cohorts.resolve(get_config("mod97", arg))
 
 
 def test_mod59_has_no_50_percent_default():
   with pytest.raises(configs.ConfigError, match=r"no paper step count for frac=0.5 \(known: 0.65, 0.8\); pass steps=N"):
-    train.resolve(get_config("mod59", "f50"))
+    cohorts.resolve(get_config("mod59", "f50"))
 
 
 def run_cli(args, cwd):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from dlgrok import decompose, inspect, train
+from dlgrok import cohorts, decompose, inspect, train
 
 
 def test_inspect_counts_and_export(tmp_path, capsys):
@@ -51,7 +51,7 @@ def test_export_loads_into_the_plain_model(tmp_path):
   assert params["block_0"]["ffn"]["fc1"]["kernel"].shape == (32, 128)
   assert np.linalg.matrix_rank(np.asarray(params["block_0"]["ffn"]["fc1"]["kernel"]), tol=1e-4) == 4
   model = tasks.mod_p_model(cfg)
-  _, c = train.resolve(cfg)
+  _, c = cohorts.resolve(cfg)
   x, _ = tasks.get("mod97").data(c).x, None
   assert model.apply({"params": params}, x[:8]).shape == (8, 13)
 

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from conftest import ROOT
-from dlgrok import configs, decompose, tasks, train
+from dlgrok import cohorts, configs, decompose, tasks, train
 from dlgrok.data import mnist
 
 REAL = os.path.join(ROOT, "..", "shared", "data", "mnist")
@@ -90,7 +90,7 @@ def test_corrupt_files_are_clear_errors(tmp_path):
     mnist.read_all(str(tmp_path / "d"))
   write(str(tmp_path / "d" / "t10k-labels-idx1-ubyte"), idx_bytes(np.full(10, 12)))
   with pytest.raises(configs.ConfigError, match=r"label 12 is outside 0\.\.9"):
-    train.resolve(get_config("mnist_grok", f"data_dir={tmp_path / 'd'},n_train=20"))
+    cohorts.resolve(get_config("mnist_grok", f"data_dir={tmp_path / 'd'},n_train=20"))
 
 
 def test_missing_files_name_files_and_directories(tmp_path, monkeypatch):
@@ -100,7 +100,7 @@ def test_missing_files_name_files_and_directories(tmp_path, monkeypatch):
   repo.mkdir(parents=True)
   monkeypatch.chdir(repo)
   with pytest.raises(configs.ConfigError) as e:
-    train.resolve(get_config("mnist_grok", "l1"))
+    cohorts.resolve(get_config("mnist_grok", "l1"))
   msg = str(e.value)
   assert f"{tmp_path / 'work' / 'shared' / 'data' / 'mnist'} (no such directory)" in msg
   assert f"{tmp_path / 'home' / 'data' / 'mnist'} (no such directory)" in msg
@@ -110,13 +110,13 @@ def test_missing_files_name_files_and_directories(tmp_path, monkeypatch):
   os.remove(part / "train-labels-idx1-ubyte.gz")
   os.remove(part / "t10k-images-idx3-ubyte.gz")
   with pytest.raises(configs.ConfigError, match=r"missing train-labels-idx1-ubyte\[\.gz\], t10k-images-idx3-ubyte"):
-    train.resolve(get_config("mnist_grok", "l1"))
+    cohorts.resolve(get_config("mnist_grok", "l1"))
   write_mnist(str(tmp_path / "home" / "data" / "mnist"), n_train=1000)  # the next place looked in
-  _, c = train.resolve(get_config("mnist_grok", "l1"))
+  _, c = cohorts.resolve(get_config("mnist_grok", "l1"))
   assert c.frac == 1000 / 1032
   monkeypatch.setenv("DLGROK_DATA", str(tmp_path / "env"))
   with pytest.raises(configs.ConfigError, match=r"looked in: .*env/mnist \(no such directory\); get the standard"):
-    train.resolve(get_config("mnist_grok", "l1"))
+    cohorts.resolve(get_config("mnist_grok", "l1"))
 
 
 def test_cli_missing_data_exits_2_and_writes_nothing(tmp_path):
@@ -138,18 +138,18 @@ def test_config_words_ranks_steps_and_errors(fake):
   for arg, path, ranks in [("l1", "l1/kernel", [25, 50, 100, 150, 200]), ("l3", "l3/kernel", [1, 3, 5, 8, 10]),
                            ("l23", "l2/kernel", [200])]:
     c = get_config("mnist_grok", f"{arg},data_dir={d},n_train=64")
-    t, r = train.resolve(c)
+    t, r = cohorts.resolve(c)
     assert (r.steps, r.seeds, r.batch_size, r.weight_decay, r.init_scale, r.frac) == (1e5, 3, 200, 0.01, 8.0, 64 / 96)
-    cohorts = train.plan(r, t)
-    assert sorted({m.layer_ranks[path] for m in cohorts[1].models}) == ranks
-  t, r = train.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64"))
+    planned = cohorts.plan(r, t)
+    assert sorted({m.layer_ranks[path] for m in planned[1].models}) == ranks
+  t, r = cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64"))
   assert r.steps == 25 * 1  # 25 epochs of ceil(64 / 256) = 1 batch; 25 * 235 = 5875 for 60000 images
-  cohorts = train.plan(r, t)
-  assert [(c.name, len(c.models)) for c in cohorts] == [("baseline", 60), ("l1", 600)]
-  assert sorted({m.layer_ranks["l1/kernel"] for m in cohorts[1].models}) == [
+  planned = cohorts.plan(r, t)
+  assert [(c.name, len(c.models)) for c in planned] == [("baseline", 60), ("l1", 600)]
+  assert sorted({m.layer_ranks["l1/kernel"] for m in planned[1].models}) == [
       26, 51, 77, 102, 128, 154, 179, 205, 230, 256]
-  assert sorted({m.weight_decay for m in cohorts[0].models}) == [0, 1e-4, 1e-3, 1e-2, 0.1, 1.0]
-  _, r = train.resolve(get_config("mnist_wd", f"l1,wd0,wd1e-2,data_dir={d},n_train=64,batch_size=16"))
+  assert sorted({m.weight_decay for m in planned[0].models}) == [0, 1e-4, 1e-3, 1e-2, 0.1, 1.0]
+  _, r = cohorts.resolve(get_config("mnist_wd", f"l1,wd0,wd1e-2,data_dir={d},n_train=64,batch_size=16"))
   assert (r.weight_decays, r.steps) == ("0,0.01", 25 * 4)
   for arg, message in [("l4", r"unknown token 'l4'; allowed: group words none, l1, l2, l3, l23, all"),
                        ("l1,p150,n_train=64", r"rank percent 'p150' is outside \(0, 100\]"),
@@ -158,7 +158,7 @@ def test_config_words_ranks_steps_and_errors(fake):
                        ("n_train=65", r"n_train=65: the training files hold 64 images"),
                        ("l1,wd-1,n_train=64", r"weight decay -1: must be >= 0")]:
     with pytest.raises(configs.ConfigError, match=message):
-      train.resolve(get_config("mnist_grok", f"{arg},data_dir={d}"))
+      cohorts.resolve(get_config("mnist_grok", f"{arg},data_dir={d}"))
 
 
 def tiny(d, name="mnist_grok", **fields):
@@ -169,8 +169,8 @@ def tiny(d, name="mnist_grok", **fields):
 
 
 def runner(config, cohort=-1):
-  task, config = train.resolve(config)
-  return train.CohortRunner(config, task, train.plan(config, task)[cohort], task.data(config))
+  task, config = cohorts.resolve(config)
+  return train.CohortRunner(config, task, cohorts.plan(config, task)[cohort], task.data(config))
 
 
 def test_mse_loss_x8_init_and_evaluation_by_hand(fake):
@@ -207,7 +207,7 @@ def test_mse_loss_x8_init_and_evaluation_by_hand(fake):
 
 def test_parameter_counts_and_compression_ratios(fake):
   d, _ = fake
-  grok = train.shapes(tasks.get("mnist_grok"), tiny(d, width=200), ())
+  grok = cohorts.shapes(tasks.get("mnist_grok"), tiny(d, width=200), ())
   assert decompose.count_params(grok)[1]["dense"] == 784 * 200 + 200 + 200 * 200 + 200 + 200 * 10 + 10 == 199210
   # App. E: all layers at 40 % "results in a training and inference model 67.1% and 59.37% of the size"
   r = runner(get_config("mnist_wd", f"all,p40,data_dir={d},n_train=48,seeds=1,weight_decays=0"))
@@ -252,7 +252,7 @@ def test_weight_decay_grid_in_one_cohort_equals_one_by_one(fake):
       assert abs(row[k] - alone[k]) <= 1e-5 * abs(alone[k]), (k, row, alone)
     assert abs(row["train_acc"] - alone["train_acc"]) <= 1e-6
   assert rows[1]["train_loss"] - rows[0]["train_loss"] > 1e-3  # the weight decay did act, per model
-  base = train.plan(train.resolve(tiny(d, "mnist_wd", weight_decays="0,0.5", seeds=2))[1], tasks.get("mnist_wd"))
+  base = cohorts.plan(cohorts.resolve(tiny(d, "mnist_wd", weight_decays="0,0.5", seeds=2))[1], tasks.get("mnist_wd"))
   assert [(m.seed, m.weight_decay) for m in base[0].models] == [(0, 0), (1, 0), (0, 0.5), (1, 0.5)]
 
 

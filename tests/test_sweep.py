@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from conftest import ROOT
-from dlgrok import sweep, train
+from dlgrok import cohorts, sweep
 
 EXP = os.path.join(ROOT, "experiments", "mod97.py")
 
@@ -25,9 +25,9 @@ def test_paper_grid_jobs_parse_and_cover_31_configurations_per_fraction():
   for workdir, argv in grid:
     assert argv[:3] == ["python", "-m", "dlgrok.main"] and argv[4] == f"--workdir={workdir}"
     arg = argv[3].split(":", 1)[1]
-    task, config = train.resolve(get_config(arg))
-    cohorts = train.plan(config, task)
-    ranks = {m.rank for c in cohorts for m in c.models}
+    task, config = cohorts.resolve(get_config(arg))
+    planned = cohorts.plan(config, task)
+    ranks = {m.rank for c in planned for m in c.models}
     configs += len(ranks)
     assert config.seeds == 5 and config.frac in (0.5, 0.65, 0.8)
   assert configs == 31 * 3

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from dlgrok import configs, memory, metrics, tasks, train
+from dlgrok import cohorts, configs, memory, metrics, tasks, train
 
 
 def runner(config, cohort_index=-1):
-  task, config = train.resolve(config)
-  cohort = train.plan(config, task)[cohort_index]
+  task, config = cohorts.resolve(config)
+  cohort = cohorts.plan(config, task)[cohort_index]
   return train.CohortRunner(config, task, cohort, task.data(config))
 
 
