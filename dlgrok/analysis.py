@@ -128,6 +128,32 @@ def summarise(rows):
   return out
 
 
+def num(x, digits):
+  """`digits` significant digits, written out below 1e6 ('1030', not '1.03e+03'), else as '1.2e6'."""
+  if 10**digits <= abs(x) < 1e6:
+    return f"{float(f'{x:.{digits}g}'):.0f}"
+  return f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e")
+
+
+def table(summary):
+  """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds), and
+  the seed-mean final and best accuracies."""
+  head = ["frac", "group", "rank", "seeds", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
+          "speed-up (gap ≤ 1 %)", "final train / test acc", "best test acc"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in summary:
+    cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["n"])]
+    for m in MEASURES:
+      v = r[m]
+      reached = f"({v['reached']}/{r['n']})"
+      cells.append(f"{num(v['mean'], 3)} ± {num(v['std'], 2)} {reached}" if v["reached"] else f"never {reached}")
+    cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
+    pct = lambda x: "–" if x is None else f"{100 * x:.2f} %"
+    cells += [f"{pct(r['final_train'])} / {pct(r['final_test'])}", pct(r["best_test"])]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def mean_curve(models, field):
   """(steps, mean, std) of `field` over models at the steps every model evaluated (NaN ignored)."""
   steps = sorted(set.intersection(*[{r["step"] for r in rs} for rs in models]))

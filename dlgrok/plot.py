@@ -48,7 +48,7 @@ def rank_label(group, rank):
 
 
 def fmt_step(s):
-  return "0" if s == 0 else num(s, 2)
+  return "0" if s == 0 else analysis.num(s, 2)
 
 
 def suptitle(fig, text):
@@ -318,32 +318,6 @@ def spectra_figure(entries, layer):
   return fig
 
 
-def num(x, digits):
-  """`digits` significant digits, written out below 1e6 ('1030', not '1.03e+03'), else as '1.2e6'."""
-  if 10**digits <= abs(x) < 1e6:
-    return f"{float(f'{x:.{digits}g}'):.0f}"
-  return f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e")
-
-
-def table(summary):
-  """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds), and
-  the seed-mean final and best accuracies."""
-  head = ["frac", "group", "rank", "seeds", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
-          "speed-up (gap ≤ 1 %)", "final train / test acc", "best test acc"]
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for r in summary:
-    cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["n"])]
-    for m in analysis.MEASURES:
-      v = r[m]
-      reached = f"({v['reached']}/{r['n']})"
-      cells.append(f"{num(v['mean'], 3)} ± {num(v['std'], 2)} {reached}" if v["reached"] else f"never {reached}")
-    cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
-    pct = lambda x: "–" if x is None else f"{100 * x:.2f} %"
-    cells += [f"{pct(r['final_train'])} / {pct(r['final_test'])}", pct(r["best_test"])]
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines)
-
-
 def by_weight_decay(rows):
   """{suffix: rows}: one subset per weight decay when the workdirs differ in it (App. E), else all rows."""
   wds = sorted({r["weight_decay"] for r in rows}, key=sort_key)
@@ -397,7 +371,7 @@ def main(argv=None):
     for suffix, sub in by_weight_decay(rows).items():
       if suffix:
         print(f"\nweight decay {sub[0]['weight_decay']:g}\n")
-      print(table(analysis.summarise(sub)))
+      print(analysis.table(analysis.summarise(sub)))
 
 
 if __name__ == "__main__":
