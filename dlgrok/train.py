@@ -104,12 +104,17 @@ class CohortRunner:
 
   def _init(self, keys):
     x = tasks.example(self.task, self.x[:1])
-    # lax.map, not vmap: the same numbers, and XLA:CPU compiles a vmapped threefry init ~3x slower
-    params = jax.lax.map(lambda k: self.model.init(k, x)["params"], keys)
     scale = self.config.get("init_scale", 1.0)
-    if scale != 1.0:
-      params = jax.tree_util.tree_map(lambda a: a * scale, params)
-    params = decompose.factorise(params, self.cohort.max_ranks)
+
+    def one(k):
+      p = self.model.init(k, x)["params"]
+      if scale != 1.0:
+        p = jax.tree_util.tree_map(lambda a: a * scale, p)
+      return decompose.factorise(p, self.cohort.max_ranks)
+
+    # lax.map, not vmap: the same numbers, XLA:CPU compiles a vmapped threefry init ~3x slower, and one SVD per
+    # matrix avoids LAPACK's batched SVD (its thread-pool wait has hung XLA:CPU)
+    params = jax.lax.map(one, keys)
     opt = jax.vmap(self.task.optimizer(self.config, 0.0).init)(params)
     return {"params": params, "opt": opt}
 
@@ -205,16 +210,19 @@ class CohortRunner:
     out = []
     for i, m in enumerate(self.cohort.models):
       vals = {k: float(ev[k][i]) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-      diverged = not all(math.isfinite(v) for v in vals.values())
+      ranks = {k: float(v[i]) for k, v in ev["stable_rank"].items()}
+      # non-finite parameters give finite argmax accuracies: a model is diverged when a loss or rank is not finite
+      diverged = not all(math.isfinite(v) for v in (*vals.values(), *ranks.values()))
+      if diverged:
+        vals, ranks = dict.fromkeys(vals), dict.fromkeys(ranks)
       out.append({
           "step": step, "model": self.cohort.first + i, "cohort": self.cohort.name, "seed": m.seed,
           "group": ",".join(self.cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": frac,
           "layer_ranks": {cohorts.layer_name(p): k for p, k in m.layer_ranks.items()},
-          "weight_decay": float(m.weight_decay), **self.param_counts[i],
-          **{k: (v if math.isfinite(v) else None) for k, v in vals.items()}, "diverged": diverged,
+          "weight_decay": float(m.weight_decay), **self.param_counts[i], **vals, "diverged": diverged,
           "gap": vals["train_acc"] - vals["test_acc"] if not diverged else None,
           "compression": self.param_counts[i]["trained_params"] / self.param_counts[i]["dense_params"],
-          "stable_rank": {k: float(v[i]) for k, v in ev["stable_rank"].items()}, "wall": round(wall, 3)})
+          "stable_rank": ranks, "wall": round(wall, 3)})
     return out
 
 
