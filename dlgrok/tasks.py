@@ -156,17 +156,23 @@ MNIST_GROUPS = {"none": (), "l1": ("l1/kernel",), "l2": ("l2/kernel",), "l3": ("
 TENTHS = tuple(f"p{10 * i}" for i in range(1, 11))
 
 
+def pixels(c):
+  return c.get("pixels", "unit")  # runs made before the field existed used [0, 1]
+
+
 def mnist_check(c):
   if c.init not in transformer.INITS:
     raise configs.ConfigError(f"init={c.init!r}; allowed: {', '.join(transformer.INITS)}")
   if c.width < 1:
     raise configs.ConfigError(f"width={c.width}: need at least 1")
-  x, _ = data_error(mnist.load, c.data_dir, c.n_train)  # missing or corrupt files fail here, before any writing
+  if pixels(c) not in mnist.PIXELS:
+    raise configs.ConfigError(f"pixels={pixels(c)!r}; allowed: {', '.join(mnist.PIXELS)}")
+  x, _ = data_error(mnist.load, c.data_dir, c.n_train, pixels(c))  # missing or corrupt files fail here
   check_fixed_frac(c, c.n_train / len(x))  # resolve records the share as frac
 
 
 def mnist_data(c):
-  x, y = mnist.load(c.data_dir, c.n_train)
+  x, y = mnist.load(c.data_dir, c.n_train, pixels(c))
   return Data(x=x, y=y, n_train=c.n_train)
 
 
@@ -191,17 +197,20 @@ def sgd_optimizer(c, weight_decay):
 
 
 def mnist_grok_config(**fields):
-  """App. F after Omnigrok: 784-200-200-10 ReLU MLP, 1000 images, MSE, AdamW 1e-3 wd 0.01, batch 200, init x8."""
+  """App. F after Omnigrok: 784-200-200-10 ReLU MLP, 1000 images, MSE, AdamW 1e-3 wd 0.01, batch 200, init x8;
+  pixels in [0, 1] as Omnigrok's own code (torchvision's ToTensor, no normalisation)."""
   c = configs.base(task="mnist_grok", width=200, n_train=1000, batch_size=200, lr=1e-3, b1=0.9, b2=0.999,
-                   eps=1e-8, weight_decay=0.01, init_scale=8.0, seeds=3, eval_chunk=2000)
+                   eps=1e-8, weight_decay=0.01, init_scale=8.0, seeds=3, eval_chunk=2000, pixels="unit")
   c.update(fields)
   return c
 
 
 def mnist_wd_config(**fields):
-  """App. E: 784-256-256-10 ReLU MLP, 60000 images, SGD lr 1e-3 momentum 0.9, batch 256, 25 epochs, 6 wds."""
+  """App. E: 784-256-256-10 ReLU MLP, 60000 images, SGD lr 1e-3 momentum 0.9, batch 256, 25 epochs, 6 wds;
+  pixels in [-1, 1] (torchvision's Normalize((0.5,), (0.5,))): with it our baselines land on the paper's."""
   c = configs.base(task="mnist_wd", width=256, n_train=60000, batch_size=256, lr=1e-3, momentum=0.9, epochs=25,
-                   weight_decays="0,1.0,0.1,0.01,0.001,0.0001", seeds=10, eval_points=50, eval_chunk=2000)
+                   weight_decays="0,1.0,0.1,0.01,0.001,0.0001", seeds=10, eval_points=50, eval_chunk=2000,
+                   pixels="symmetric")
   c.update(fields)
   return c
 

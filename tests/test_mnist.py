@@ -256,6 +256,26 @@ def test_weight_decay_grid_in_one_cohort_equals_one_by_one(fake):
   assert [(m.seed, m.weight_decay) for m in base[0].models] == [(0, 0), (1, 0), (0, 0.5), (1, 0.5)]
 
 
+def test_pixel_scaling(fake):
+  """unit: [0, 1]; symmetric: [-1, 1]; standard: (x - 0.1307) / 0.3081. App. E (mnist_wd) defaults to symmetric,
+  with which its baselines land on the paper's; App. F (mnist_grok) keeps Omnigrok's [0, 1]."""
+  d, arrays = fake
+  raw = np.concatenate([arrays["train_x"], arrays["test_x"]]).reshape(96, -1).astype(np.float32)
+  ranges = {}
+  for pixels in ("unit", "symmetric", "standard"):
+    x, _ = mnist.load(d, 64, pixels)
+    mean, std = mnist.PIXELS[pixels]
+    np.testing.assert_allclose(x, (raw / 255 - mean) / std, rtol=1e-6, atol=1e-6)
+    ranges[pixels] = (float(x.min()), float(x.max()))
+  assert ranges["unit"] == (0.0, 1.0) and ranges["symmetric"] == (-1.0, 1.0)
+  assert ranges["standard"] == pytest.approx((-0.1307 / 0.3081, 0.8693 / 0.3081))
+  assert get_config("mnist_wd", "").pixels == "symmetric" and get_config("mnist_grok", "").pixels == "unit"
+  _, c = cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64,pixels=standard"))
+  assert c.pixels == "standard"
+  with pytest.raises(configs.ConfigError, match="pixels='zero'; allowed: unit, symmetric, standard"):
+    cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64,pixels=zero"))
+
+
 @pytest.mark.skipif(not os.path.isdir(REAL), reason=f"no MNIST files at {os.path.normpath(REAL)}")
 def test_real_mnist_smoke():
   x, y = mnist.load(REAL, 1000)

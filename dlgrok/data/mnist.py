@@ -105,18 +105,27 @@ def _read_all(key):
   return a["train_x"], a["train_y"], a["test_x"], a["test_y"]
 
 
-def load(data_dir="", n_train=60000):
-  """(x float32 (n_train + n_test, rows*cols) in [0, 1], y int32): the first `n_train` training images, then
-  the whole test set."""
-  return _load(stamped(find(data_dir)), n_train)
+PIXELS = {"unit": (0.0, 1.0), "symmetric": (0.5, 0.5), "standard": (0.1307, 0.3081)}  # (mean, std) after / 255
+
+
+def load(data_dir="", n_train=60000, pixels="unit"):
+  """(x float32 (n_train + n_test, rows*cols), y int32): the first `n_train` training images, then the whole
+  test set; pixels / 255 (`unit`, [0, 1]), then (x - mean) / std: `symmetric` [-1, 1] (torchvision's
+  Normalize((0.5,), (0.5,))), `standard` MNIST's mean 0.1307 and std 0.3081."""
+  if pixels not in PIXELS:
+    raise DataError(f"pixels={pixels!r}; allowed: {', '.join(PIXELS)}")
+  return _load(stamped(find(data_dir)), n_train, pixels)
 
 
 @functools.lru_cache(maxsize=2)
-def _load(paths, n_train):
+def _load(paths, n_train, pixels):
   tx, ty, vx, vy = _read_all(paths)
   if not 1 <= n_train <= len(tx):
     raise DataError(f"n_train={n_train}: the training files hold {len(tx)} images (allowed 1..{len(tx)})")
   x = np.concatenate([tx[:n_train], vx]).reshape(n_train + len(vx), -1).astype(np.float32) / 255.0
+  mean, std = PIXELS[pixels]
+  if pixels != "unit":
+    x = (x - np.float32(mean)) / np.float32(std)
   y = np.concatenate([ty[:n_train], vy]).astype(np.int32)
   x.setflags(write=False)
   y.setflags(write=False)
