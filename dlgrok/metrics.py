@@ -1,6 +1,7 @@
 """metrics.jsonl: one JSON object per (evaluation step, model); written by train, read by plot and inspect."""
 import gzip
 import json
+import math
 import os
 
 WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
@@ -18,12 +19,23 @@ class Writer:
 
   def write(self, rows):
     for row in rows:
-      self._f.write(json.dumps(row, sort_keys=True) + "\n")
+      self._f.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
     self._f.flush()
     os.fsync(self._f.fileno())
 
   def close(self):
     self._f.close()
+
+
+def finite(value):
+  """`value` with every NaN or infinity (nested in dicts and lists) as None: valid JSON, never a bare NaN."""
+  if isinstance(value, float):
+    return value if math.isfinite(value) else None
+  if isinstance(value, dict):
+    return {k: finite(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [finite(v) for v in value]
+  return value
 
 
 class NullWriter:

@@ -32,11 +32,14 @@ class Progress:
     overall = (step - self.s0) / max(now - self.t0, 1e-9)
     eta = fmt_time((self.total - step) / overall) if step > self.s0 else "?"
     acc = f"  train_acc {accs[0]:.3f}  test_acc {accs[1]:.3f}" if accs else ""
+    if accs and accs[2]:
+      acc += f"  ({accs[2]} diverged, left out)"
     print(f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%)  steps/s {self.train_rate:.1f}  "
           f"model-steps/s {self.train_rate * self.n_models:.0f}  ETA {eta}{acc}", flush=True)
 
 
 def mean_accs(rows):
-  tr = [r["train_acc"] for r in rows if r["train_acc"] is not None]
-  te = [r["test_acc"] for r in rows if r["test_acc"] is not None]
-  return (float(np.mean(tr)) if tr else float("nan"), float(np.mean(te)) if te else float("nan"))
+  """(mean train accuracy, mean test accuracy, models diverged) over the models that have not diverged."""
+  ok = [r for r in rows if not r["diverged"]]
+  mean = lambda k: float(np.mean([r[k] for r in ok])) if ok else float("nan")
+  return mean("train_acc"), mean("test_acc"), len(rows) - len(ok)
