@@ -19,6 +19,18 @@ from dlgrok import checkpoint, metrics
 
 PAPER_GROUPS = "tok,pos,attn,ffn,out,all"
 RUNNING_MINUTES = 15  # a job whose checkpoints or metrics changed this recently counts as running
+# The end of a SLURM batch script, after `set -- COMMAND...`; launch/slurm.sh holds a copy (a test keeps the two
+# identical) so that it needs no Python to write its script.
+SLURM_WRAPPER = """\
+# SLURM sends SIGTERM to this shell 120 s before the time limit (--signal=B:TERM@120) and on preemption: pass it
+# on to the run, which saves a checkpoint and exits 143 (130 on SIGINT), and requeue the job to resume from there.
+trap 'kill -TERM $pid 2>/dev/null' TERM INT
+"$@" & pid=$!
+while kill -0 $pid 2>/dev/null; do wait $pid; done  # wait returns early when a trapped signal arrives
+wait $pid; status=$?
+if [[ $status == 143 || $status == 130 ]]; then scontrol requeue "$SLURM_JOB_ID"; fi
+exit $status
+"""
 
 
 def jobs(experiment, groups, fracs, ranks="paper", extra=(), root="runs"):
@@ -53,7 +65,7 @@ def status(workdir, now=None):
 
 def slurm(lines, experiment):
   """A SLURM job-array script: one array task per line, one GPU each."""
-  body = "\n".join(f"  {i}) {line} ;;" for i, line in enumerate(lines))
+  body = "\n".join(f"  {i}) set -- {line} ;;" for i, line in enumerate(lines))
   return f"""#!/bin/bash
 #SBATCH --job-name=dlgrok-{os.path.splitext(os.path.basename(experiment))[0]}
 #SBATCH --array=0-{len(lines) - 1}
@@ -62,11 +74,10 @@ def slurm(lines, experiment):
 #SBATCH --time=24:00:00
 #SBATCH --requeue
 #SBATCH --signal=B:TERM@120
-# dlgrok saves a checkpoint on SIGTERM and resumes from it when the task is requeued.
 case $SLURM_ARRAY_TASK_ID in
 {body}
 esac
-"""
+""" + SLURM_WRAPPER
 
 
 def main(argv=None):

@@ -17,6 +17,18 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $# -gt 0 ]] || { echo "usage: launch/slurm.sh [--nodes N] [--gpus-per-node G] [--dry-run] -- MAIN_ARGS..." >&2; exit 2; }
 main_args=$(for a in "$@"; do printf '%s ' "${a@Q}"; done)
+# A copy of dlgrok/sweep.py's SLURM_WRAPPER (tests/test_sweep.py checks that they match), so no Python is needed here.
+wrapper=$(cat <<'EOF'
+# SLURM sends SIGTERM to this shell 120 s before the time limit (--signal=B:TERM@120) and on preemption: pass it
+# on to the run, which saves a checkpoint and exits 143 (130 on SIGINT), and requeue the job to resume from there.
+trap 'kill -TERM $pid 2>/dev/null' TERM INT
+"$@" & pid=$!
+while kill -0 $pid 2>/dev/null; do wait $pid; done  # wait returns early when a trapped signal arrives
+wait $pid; status=$?
+if [[ $status == 143 || $status == 130 ]]; then scontrol requeue "$SLURM_JOB_ID"; fi
+exit $status
+EOF
+)
 script="#!/bin/bash
 #SBATCH --job-name=dlgrok
 #SBATCH --nodes=$nodes
@@ -26,9 +38,9 @@ script="#!/bin/bash
 #SBATCH --requeue
 #SBATCH --signal=B:TERM@120${partition:+
 #SBATCH --partition=$partition}
-# dlgrok saves a checkpoint on SIGTERM (sent 120 s before the time limit) and resumes when requeued.
 export DLGROK_DISTRIBUTED=1
-srun python -m dlgrok.main ${main_args% }"
+set -- srun python -m dlgrok.main ${main_args% }
+$wrapper"
 if [[ $dry == 1 ]]; then
   echo "$script"
   echo "# submit with: sbatch <this script>"

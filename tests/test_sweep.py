@@ -2,13 +2,20 @@ import importlib.util
 import json
 import os
 import shlex
+import signal
 import subprocess
+import sys
+import threading
 import time
+
+import pytest
 
 from conftest import ROOT
 from dlgrok import cohorts, sweep
 
 EXP = os.path.join(ROOT, "experiments", "mod97.py")
+SLURM_SH = os.path.join(ROOT, "launch", "slurm.sh")
+TINY = "p=11,op=x+y,width=32,heads=2,seeds=1,batch_size=32,progress_seconds=0.05,checkpoint_minutes=1000"
 
 
 def get_config(arg):
@@ -69,13 +76,87 @@ def test_launch_dry_runs_golden():
       " && pip install -e ./dlgrok\"",
       f"{ssh} \"cd dlgrok && DLGROK_DISTRIBUTED=1 python -m dlgrok.main '--config=experiments/mod97.py:all,f80' "
       "'--workdir=/mnt/runs/all'\""]
-  slurm = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sh"), "--nodes", "2", "--gpus-per-node", "4",
+  slurm = subprocess.run(["bash", SLURM_SH, "--nodes", "2", "--gpus-per-node", "4",
                           "--dry-run", "--", "--config=experiments/mod97.py:ffn", "--workdir=/shared/runs/ffn"],
                          capture_output=True, text=True, check=True).stdout
   assert slurm.splitlines() == [
       "#!/bin/bash", "#SBATCH --job-name=dlgrok", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
       "#SBATCH --gpus-per-task=1", "#SBATCH --time=24:00:00", "#SBATCH --requeue", "#SBATCH --signal=B:TERM@120",
-      "# dlgrok saves a checkpoint on SIGTERM (sent 120 s before the time limit) and resumes when requeued.",
       "export DLGROK_DISTRIBUTED=1",
-      "srun python -m dlgrok.main '--config=experiments/mod97.py:ffn' '--workdir=/shared/runs/ffn'",
+      "set -- srun python -m dlgrok.main '--config=experiments/mod97.py:ffn' '--workdir=/shared/runs/ffn'",
+      *sweep.SLURM_WRAPPER.splitlines(),  # the same shell code as the sweep's job array
       "# submit with: sbatch <this script>"]
+
+
+def batch_script(tmp_path, kind, tokens):
+  """A batch script from the sweep (array task 0 trains the tiny config) or launch/slurm.sh; its path, workdir."""
+  if kind == "sweep":
+    grid = sweep.jobs(EXP, ["ffn"], ["80"], "r8", f"{TINY},{tokens}".split(","), str(tmp_path))
+    text, workdir = sweep.slurm([shlex.join(cmd) for _, cmd in grid], EXP), grid[0][0]
+    assert text.endswith(sweep.SLURM_WRAPPER)
+  else:
+    workdir = str(tmp_path / "run")
+    text = subprocess.run(["bash", SLURM_SH, "--dry-run", "--", f"--config={EXP}:ffn,r8,f80,{TINY},{tokens}",
+                           f"--workdir={workdir}"], capture_output=True, text=True, check=True).stdout
+  path = tmp_path / "job.sbatch"
+  path.write_text(text)
+  return str(path), workdir
+
+
+def fake_slurm_env(tmp_path):
+  """The environment of a batch script with fake srun and scontrol first on PATH; also scontrol's log."""
+  bin_dir, log = tmp_path / "bin", tmp_path / "scontrol.log"
+  bin_dir.mkdir()
+  # slurm.sh's script exports DLGROK_DISTRIBUTED=1 for a real cluster, where jax.distributed.initialize() finds
+  # its peers through SLURM; here it would fail, so the fake srun runs the single process without it.
+  (bin_dir / "srun").write_text('#!/bin/bash\nexec env DLGROK_DISTRIBUTED=0 "$@"\n')
+  (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$*" >> {shlex.quote(str(log))}\n')
+  for f in bin_dir.iterdir():
+    f.chmod(0o755)
+  env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "DLGROK_DISTRIBUTED"}
+  env.update(PATH=os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), env["PATH"]]),
+             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", SLURM_JOB_ID="4242", SLURM_ARRAY_TASK_ID="0")
+  return env, log
+
+
+def saved_steps(workdir):
+  ckdir = os.path.join(workdir, "checkpoints")
+  return sorted(int(s) for s in os.listdir(ckdir) if s.isdigit()) if os.path.isdir(ckdir) else []
+
+
+@pytest.mark.parametrize("kind", ["sweep", "launch"])
+def test_batch_script_passes_sigterm_to_the_run_and_requeues(tmp_path, kind):
+  script, workdir = batch_script(tmp_path, kind, "steps=100000,eval_points=6")
+  env, log = fake_slurm_env(tmp_path)
+  err_path = tmp_path / "stderr"
+  with open(err_path, "w") as err:  # a new session, so that a failing test can kill the run too
+    proc = subprocess.Popen(["bash", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                            start_new_session=True)
+  watchdog = threading.Timer(240, os.killpg, (proc.pid, signal.SIGKILL))
+  watchdog.start()
+  try:
+    for line in proc.stdout:
+      if line.startswith("step ") and int(line.split()[1].split("/")[0]) > 0:
+        proc.send_signal(signal.SIGTERM)  # the batch shell only, as --signal=B:TERM does
+        break
+    proc.stdout.read()
+    proc.wait()
+  finally:
+    watchdog.cancel()
+    try:
+      os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+  err = err_path.read_text()
+  assert proc.returncode == 143, err
+  assert "interrupted by SIGTERM at step " in err
+  assert saved_steps(workdir)[-1] > 0
+  assert log.read_text().splitlines() == ["requeue 4242"]
+
+
+def test_batch_script_does_not_requeue_a_finished_run(tmp_path):
+  script, workdir = batch_script(tmp_path, "launch", "steps=5,eval_points=2")
+  env, log = fake_slurm_env(tmp_path)
+  done = subprocess.run(["bash", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+  assert done.returncode == 0, done.stderr
+  assert saved_steps(workdir)[-1] == 5 and not log.exists()
