@@ -3,7 +3,9 @@
 `stable_rank` / `stable_ranks` run on device inside the training loop; the rest is numpy on rows of
 metrics.jsonl or on U, S, Vt arrays after training.
 """
+import json
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -77,16 +79,32 @@ def _first(rows, cond):
   return None
 
 
+def value(row, field):
+  """row[field] as a float, or None where the evaluation diverged (flagged, null or NaN)."""
+  v = row.get(field)
+  if row.get("diverged") or v is None or not math.isfinite(v):
+    return None
+  return float(v)
+
+
+def diverged(rows):
+  """Whether a model (its rows) diverged at any evaluated step."""
+  return any(value(r, "test_acc") is None for r in rows)
+
+
 def steps_to_grok(rows, memorise=0.99, gap=0.01):
   """First evaluated step of one model with train >= 99 %, test >= 95 %, test >= 99 %, and train >= 99 %
-  with train - test <= 1 % (the paper's "1 % generalisation gap"); None where never reached."""
+  with train - test <= 1 % (the paper's "1 % generalisation gap"); None where never reached. Diverged
+  evaluations never count."""
   rows = sorted(rows, key=lambda r: r["step"])
+  at_least = lambda field, x: lambda r: value(r, field) is not None and value(r, field) >= x - EPS
+  memorised = at_least("train_acc", memorise)
   return {
-      "memorise_step": _first(rows, lambda r: r["train_acc"] >= memorise - EPS),
-      "test95_step": _first(rows, lambda r: r["test_acc"] >= 0.95 - EPS),
-      "test99_step": _first(rows, lambda r: r["test_acc"] >= 0.99 - EPS),
-      "gap1_step": _first(rows, lambda r: r["train_acc"] >= memorise - EPS
-                          and r["train_acc"] - r["test_acc"] <= gap + EPS),
+      "memorise_step": _first(rows, memorised),
+      "test95_step": _first(rows, at_least("test_acc", 0.95)),
+      "test99_step": _first(rows, at_least("test_acc", 0.99)),
+      "gap1_step": _first(rows, lambda r: memorised(r) and value(r, "test_acc") is not None
+                          and value(r, "train_acc") - value(r, "test_acc") <= gap + EPS),
   }
 
 
@@ -113,37 +131,68 @@ def cells(rows):
   return out
 
 
+def defaults(row):
+  """Fills in, in place, the fields rows written before them lack: variant ('usv' for a decomposed model),
+  remedy ('none') and remedy_params ({})."""
+  if "variant" not in row:
+    row["variant"] = None if row["group"] == "none" else "usv"
+  row["remedy"] = row.get("remedy") or "none"
+  row["remedy_params"] = row.get("remedy_params") or {}
+  return row
+
+
+def arm_key(row):
+  """(group, variant, rank, remedy, remedy_params as JSON, weight_decay, frac): what a model was trained as."""
+  r = defaults(dict(row))
+  return (r["group"], r["variant"], r["rank"], r["remedy"], json.dumps(r["remedy_params"], sort_keys=True),
+          r.get("weight_decay"), frac_key(r["frac"]))
+
+
 def accuracies(models):
-  """Means over models of the train and test accuracy at the last evaluated step and of the best test
-  accuracy (diverged evaluations, recorded as None, are left out)."""
+  """Means over the models that did not diverge of the train and test accuracy at the last evaluated step and
+  of the best test accuracy (None where every model diverged)."""
   mean = lambda xs: float(np.mean(xs)) if xs else None
-  last = [max(rs, key=lambda r: r["step"]) for rs in models]
-  best = [max(r["test_acc"] for r in rs if r["test_acc"] is not None) for rs in models
-          if any(r["test_acc"] is not None for r in rs)]
-  return {"final_train": mean([r["train_acc"] for r in last if r["train_acc"] is not None]),
-          "final_test": mean([r["test_acc"] for r in last if r["test_acc"] is not None]), "best_test": mean(best)}
+  kept = [rs for rs in models if not diverged(rs)]
+  last = [max(rs, key=lambda r: r["step"]) for rs in kept]
+  return {"final_train": mean([value(r, "train_acc") for r in last]),
+          "final_test": mean([value(r, "test_acc") for r in last]),
+          "best_test": mean([max(value(r, "test_acc") for r in rs) for rs in kept])}
+
+
+def summary_of(models):
+  """Steps-to-grok of one list of models (a cell, an arm): per measure mean, std and how many models reached
+  it (a model that diverged counts as not reaching any), `n`, `diverged` (models that diverged at any step) and
+  the accuracies() of the others."""
+  res = [dict.fromkeys(MEASURES) if diverged(m) else steps_to_grok(m) for m in models]
+  row = {"n": len(res), "diverged": sum(map(diverged, models))}
+  for m in MEASURES:
+    vals = [r[m] for r in res if r[m] is not None]
+    row[m] = {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals)) if vals else None,
+              "reached": len(vals)}
+  row.update(accuracies(models))
+  return row
+
+
+def speedup(base, row):
+  """base mean gap1_step / row mean gap1_step, given only when every model of both that did not diverge
+  reached it (a seed that never reaches it has no finite step to average); diverged models are left out."""
+  full = lambda x: x["n"] > x["diverged"] and x["gap1_step"]["reached"] == x["n"] - x["diverged"]
+  if base is None or not (full(base) and full(row)) or not row["gap1_step"]["mean"]:
+    return None
+  return base["gap1_step"]["mean"] / row["gap1_step"]["mean"]
 
 
 def summarise(rows):
-  """Steps-to-grok per (group, rank, frac): for each measure mean, std and how many seeds reached it, the mean
-  final train / test and best test accuracy, plus
-  `speedup` = baseline mean gap1_step / this mean gap1_step (App. A.2's 61.67x), given only when every seed
-  of both reached it (a seed that never reaches it has no finite step to average)."""
+  """summary_of() per (group, rank, frac), plus `speedup` against the baseline at the same fraction (App. A.2's
+  61.67x)."""
   out = []
   for (group, rank, frac), models in cells(rows).items():
-    res = [steps_to_grok(m) for m in models]
-    row = {"group": group, "rank": rank, "frac": frac, "pct": models[0][0].get("pct"), "n": len(res)}
-    for m in MEASURES:
-      vals = [r[m] for r in res if r[m] is not None]
-      row[m] = {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals)) if vals else None,
-                "reached": len(vals)}
-    row.update(accuracies(models))
+    row = {"group": group, "rank": rank, "frac": frac, "pct": models[0][0].get("pct")}
+    row.update(summary_of(models))
     out.append(row)
   base = {r["frac"]: r for r in out if r["group"] == "none"}
   for r in out:
-    b = base.get(r["frac"])
-    ok = b is not None and all(x["gap1_step"]["reached"] == x["n"] for x in (b, r)) and r["gap1_step"]["mean"]
-    r["speedup"] = b["gap1_step"]["mean"] / r["gap1_step"]["mean"] if ok else None
+    r["speedup"] = speedup(base.get(r["frac"]), r)
   out.sort(key=lambda r: (r["frac"], r["group"] != "none", r["group"], rank_sort_key(r)))
   return out
 
@@ -155,31 +204,48 @@ def num(x, digits):
   return f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e")
 
 
+def measure_text(v, n):
+  """'mean ± std (reached/n)' of a summary measure, or 'never (0/n)'."""
+  reached = f"({v['reached']}/{n})"
+  return f"{num(v['mean'], 3)} ± {num(v['std'], 2)} {reached}" if v["reached"] else f"never {reached}"
+
+
+def percent(x):
+  return "–" if x is None else f"{100 * x:.2f} %"
+
+
+def diverged_text(row):
+  return f"{row['diverged']}/{row['n']} diverged" if row["diverged"] else "none"
+
+
 def table(summary):
-  """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds), and
-  the seed-mean final and best accuracies."""
+  """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds), the
+  seed-mean final and best accuracies and how many models diverged (a cell where all did says 'diverged')."""
   head = ["frac", "group", "rank", "seeds", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
-          "speed-up (gap ≤ 1 %)", "final train / test acc", "best test acc"]
+          "speed-up (gap ≤ 1 %)", "final train / test acc", "best test acc", "diverged"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in summary:
     cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["n"])]
-    for m in MEASURES:
-      v = r[m]
-      reached = f"({v['reached']}/{r['n']})"
-      cells.append(f"{num(v['mean'], 3)} ± {num(v['std'], 2)} {reached}" if v["reached"] else f"never {reached}")
-    cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
-    pct = lambda x: "–" if x is None else f"{100 * x:.2f} %"
-    cells += [f"{pct(r['final_train'])} / {pct(r['final_test'])}", pct(r["best_test"])]
+    if r["diverged"] == r["n"]:
+      cells += ["diverged"] * 7
+    else:
+      cells += [measure_text(r[m], r["n"]) for m in MEASURES]
+      cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
+      cells += [f"{percent(r['final_train'])} / {percent(r['final_test'])}", percent(r["best_test"])]
+    cells.append(diverged_text(r))
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
 def mean_curve(models, field):
-  """(steps, mean, std) of `field` over models at the steps every model evaluated (NaN ignored)."""
+  """(steps, mean, std) of `field` over models at the steps every model evaluated; diverged evaluations and NaN
+  are left out (NaN where every model diverged)."""
   steps = sorted(set.intersection(*[{r["step"] for r in rs} for rs in models]))
   keep = set(steps)
-  vals = np.array([[r[field] for r in rs if r["step"] in keep] for rs in models], dtype=float)
-  return np.array(steps), np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)
+  vals = np.array([[value(r, field) for r in rs if r["step"] in keep] for rs in models], dtype=float)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps
+    return np.array(steps), np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)
 
 
 def layer_order(names):
@@ -211,9 +277,23 @@ def distance(a, b):
 
 
 def final_measures(models):
-  """Per model: best test accuracy over training and the final generalisation gap (train - test)."""
-  return [{"best_test": max(r["test_acc"] for r in rs), "gap": rs[-1]["train_acc"] - rs[-1]["test_acc"]}
-          for rs in models]
+  """Per model: best test accuracy over the evaluations that did not diverge, the final generalisation gap
+  (train - test; None when the last evaluation diverged) and whether the model diverged at any step."""
+  out = []
+  for rs in models:
+    tests = [v for v in (value(r, "test_acc") for r in rs) if v is not None]
+    train, test = value(rs[-1], "train_acc"), value(rs[-1], "test_acc")
+    out.append({"best_test": max(tests) if tests else None, "diverged": diverged(rs),
+                "gap": None if train is None or test is None else train - test})
+  return out
+
+
+def cell_mean(rows, value):
+  """(mean final_measures() `value` of the models in `rows` that did not diverge, or NaN; how many diverged; how
+  many models)."""
+  measures = final_measures(list(by_model(rows).values()))
+  vals = [m[value] for m in measures if not m["diverged"] and m[value] is not None]
+  return float(np.mean(vals)) if vals else math.nan, sum(m["diverged"] for m in measures), len(measures)
 
 
 def live(u, s, vt, k=None):

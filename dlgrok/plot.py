@@ -2,7 +2,9 @@
 
 Accuracy curves (Figures 3-15, 25-28), stable-rank heat maps (20-23) and their difference to the baseline (21),
 test accuracy / generalisation gap by layer group x rank (24, 29-32), and, where <workdir>/factors.npz exists,
-U^T U, Vt Vt^T, log10|S| and spectra of the factorised layers after training (16-19).
+U^T U, Vt Vt^T, log10|S| and spectra of the factorised layers after training (16-19). Diverged models are
+marked, not shown as results: gaps in curves, "(k diverged)" in legends, "div." or "*" in grids, counts in tables.
+--compare / --phase (lab_plots): remedies compared arm by arm; rank x training-fraction phase diagrams.
 """
 import argparse
 import os
@@ -14,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from dlgrok import analysis, metrics  # noqa: E402
 
@@ -59,10 +62,10 @@ def suptitle(fig, text):
 
 
 def load(workdirs):
-  """Rows of all workdirs, each tagged with its run (workdir) and the config's weight_decay.
+  """Rows of all workdirs, each tagged with its run (workdir) and the config's weight_decay (analysis.defaults).
 
-  A model already read from an earlier workdir (same group, rank, frac, seed, weight decay: typically the
-  baseline cohort that every run trains beside its own) is read once, so it is not counted twice.
+  A model already read from an earlier workdir (same arm and seed: typically the baseline cohort that every run
+  trains beside its own) is read once, so it is not counted twice.
   """
   rows, owner = [], {}
   for w in workdirs:
@@ -71,7 +74,7 @@ def load(workdirs):
       r["run"] = w
       r.setdefault("frac", cfg.get("frac"))
       r.setdefault("weight_decay", cfg.get("weight_decay"))
-      key = (r["group"], r["rank"], analysis.frac_key(r["frac"]), r["seed"], r["weight_decay"])
+      key = analysis.arm_key(analysis.defaults(r)) + (r["seed"],)
       if owner.setdefault(key, (w, r["model"])) == (w, r["model"]):
         rows.append(r)
   return rows
@@ -88,12 +91,12 @@ def accuracy_figure(rows, group):
   """Mean train (dotted) and test (solid) accuracy over seeds vs step, log-x, one panel per train fraction.
 
   Shaded bands are +-1 std over seeds; stars mark the first step of the mean curves with a 1 % gap.
-  Step 0 is left out (log axis).
+  Step 0 is left out (log axis); diverged evaluations are gaps, and legends count the models that diverged.
   """
   fracs = sorted({analysis.frac_key(r["frac"]) for r in rows if r["group"] == group})
   fig, axes = plt.subplots(1, len(fracs), figsize=(3.4 * len(fracs) + 0.5, 3.6), squeeze=False, sharey=True,
                            layout="constrained")
-  handles = {}
+  handles, diverged = {}, {}
   for ax, frac in zip(axes[0], fracs):
     cells = sorted_cells(rows, "none", frac) + (sorted_cells(rows, group, frac) if group != "none" else [])
     colours = iter(f"C{i % 10}" for i in range(100))
@@ -110,6 +113,7 @@ def accuracy_figure(rows, group):
       if star:
         ax.scatter([star[0]], [star[1]], marker="*", s=70, color=colour, edgecolor="white", lw=0.5, zorder=4)
       handles[rank_label(g, rank)] = Line2D([], [], color=colour, lw=2)
+      diverged[rank_label(g, rank)] = diverged.get(rank_label(g, rank), 0) + sum(map(analysis.diverged, models))
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("optimisation step")
@@ -121,7 +125,8 @@ def accuracy_figure(rows, group):
   suptitle(fig, f"{what}\ntrain (dotted) and test (solid) accuracy, mean ± std of {seeds} seed{'s' * (seeds > 1)}")
   styles = {"train": Line2D([], [], color="grey", ls=":"), "test": Line2D([], [], color="grey"),
             "1 % gap (mean)": Line2D([], [], color="grey", ls="", marker="*", markersize=8)}
-  fig.legend(list(handles.values()) + list(styles.values()), list(handles) + list(styles),
+  labels = [f"{k} ({diverged[k]} diverged)" if diverged[k] else k for k in handles]
+  fig.legend(list(handles.values()) + list(styles.values()), labels + list(styles),
              loc="outside lower center", ncol=min(len(handles) + 3, int(fig.get_figwidth() / 1.7)),
              frameon=False, handlelength=1.5, columnspacing=1.0)
   return fig
@@ -199,7 +204,8 @@ def stable_rank_figure(rows, group, frac, diff=False):
 def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
   """Figures 24, 29-32: mean best test accuracy (value='best_test') or final train - test gap ('gap') by
   `row_key` x rank percent, one panel per `panel_key`; the first column is the baseline, colour is the change
-  against it (blue better, red worse) and cells print the value in %."""
+  against it (blue better, red worse) and cells print the value in %. Diverged models are left out: a cell
+  where all diverged is grey, hatched and says "div.", one where some did gets a "*"."""
   dec = [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
   panels = sorted({r[panel_key] for r in dec}, key=group_key if panel_key == "group" else sort_key)
   ncell = len({round(r["pct"], 1) for r in dec}) + 1
@@ -207,26 +213,30 @@ def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
                                                     0.42 * len({r[row_key] for r in dec}) + 2.3),
                            squeeze=False, layout="constrained")
   sign = 1 if value == "best_test" else -1  # a smaller gap is better
-  first = None
+  first, diverged = None, set()
   for ax, p in zip(axes[0], panels):
     mine = [r for r in rows if r[panel_key] == p or (r["group"] == "none" and panel_key == "group")]
     ys = sorted({r[row_key] for r in dec if r[panel_key] == p}, key=group_key if row_key == "group" else sort_key)
     pcts = sorted({round(r["pct"], 1) for r in dec if r[panel_key] == p})
-    vals, base = np.full((len(ys), len(pcts) + 1), np.nan), np.full(len(ys), np.nan)
+    vals, div, n = (np.full((len(ys), len(pcts) + 1), np.nan) for _ in range(3))
     for i, y in enumerate(ys):
       same = [r for r in mine if r["group"] == "none" and (row_key == "group" or r[row_key] == y)]
-      base[i] = cell_value(same, value)
-      vals[i, 0] = base[i]
+      vals[i, 0], div[i, 0], n[i, 0] = analysis.cell_mean(same, value)
       for j, pct in enumerate(pcts):
-        vals[i, j + 1] = cell_value([r for r in dec if r[panel_key] == p and r[row_key] == y
-                                     and round(r["pct"], 1) == pct], value)
-    change = sign * (vals - base[:, None])
-    lim = max(np.nanmax(np.abs(change)), 0.01)  # at least 1 point, so float noise stays white
+        vals[i, j + 1], div[i, j + 1], n[i, j + 1] = analysis.cell_mean(
+            [r for r in dec if r[panel_key] == p and r[row_key] == y and round(r["pct"], 1) == pct], value)
+    change = sign * (vals - vals[:, :1])  # NaN where the baseline diverged: no colour reference
+    lim = max(np.nanmax(np.abs(change), initial=0), 0.01)  # at least 1 point, so float noise stays white
     ax.imshow(change, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for (i, j), v in np.ndenumerate(vals):
-      if not np.isnan(v):
-        dark = abs(change[i, j]) > 0.6 * lim
-        ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+      if div[i, j]:
+        diverged.add((int(div[i, j]), int(n[i, j])))
+      if n[i, j] and div[i, j] == n[i, j]:
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", edgecolor="0.55", hatch="///", lw=0))
+        ax.text(j, i, "div.", ha="center", va="center", fontsize=8, color="black")
+      elif not np.isnan(v):
+        ax.text(j, i, f"{100 * v:.1f}{'*' * bool(div[i, j])}", ha="center", va="center", fontsize=8,
+                color="white" if abs(change[i, j]) > 0.6 * lim else "black")
     ax.set_xticks(range(len(pcts) + 1), ["base"] + [f"{q:g}" for q in pcts])
     labels = [group_name(y) if row_key == "group" else str(y) for y in ys]
     first = ys if first is None else first
@@ -236,17 +246,15 @@ def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
       ax.set_ylabel("decomposed layers" if row_key == "group" else row_key.replace("_", " "))
     ax.set_title(f"{p * 100:g} % training data" if panel_key == "frac" else f"decomposed: {group_name(str(p))}")
   what = "Best test accuracy" if value == "best_test" else "Generalisation gap (final train - test accuracy)"
-  suptitle(fig, f"{what} in %, mean over seeds; blue better, red worse than the baseline")
+  some = sorted((k, m) for k, m in diverged if k < m)
+  notes = [f"* {' or '.join(f'{k} of {m}' for k, m in some)} diverged, left out"] * bool(some)
+  notes += ["div.: every model diverged"] * any(k == m for k, m in diverged)
+  suptitle(fig, "\n".join([f"{what} in %, mean over seeds; blue better, red worse than the baseline"] + notes))
   return fig
 
 
 def sort_key(v):
   return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
-
-
-def cell_value(rows, value):
-  models = list(analysis.by_model(rows).values())
-  return np.mean([m[value] for m in analysis.final_measures(models)]) if models else np.nan
 
 
 def load_factors(workdir, rows):
@@ -357,16 +365,24 @@ def main(argv=None):
   ap.add_argument("--out", help="output folder (default: <first workdir>/plots)")
   ap.add_argument("--pdf", action="store_true", help="also write PDF")
   ap.add_argument("--table", action="store_true", help="print a markdown table of steps-to-grok")
+  ap.add_argument("--compare", action="store_true", help="instead of the paper's figures: accuracy curves per "
+                  "arm against the baseline (compare_accuracy.png) and a steps-to-grok table (stdout, compare.md)")
+  ap.add_argument("--phase", action="store_true", help="instead of the paper's figures: rank x training-fraction "
+                  "heat maps of steps to a 1 %% gap (phase_gap1.png) and final test accuracy (phase_test.png)")
   args = ap.parse_args(argv)
   rows = load(args.workdirs)
   out = args.out or os.path.join(args.workdirs[0], "plots")
   os.makedirs(out, exist_ok=True)
-  for stem, fig in figures(rows, args.workdirs):
+  from dlgrok import lab_plots  # it imports this module
+  lab = args.compare or args.phase
+  for stem, fig in lab_plots.figures(rows, args.compare, args.phase) if lab else figures(rows, args.workdirs):
     for ext in ("png", "pdf") if args.pdf else ("png",):
       path = os.path.join(out, f"{stem}.{ext}")
       fig.savefig(path)
       print(path)
     plt.close(fig)
+  if args.compare:
+    lab_plots.write_compare_table(rows, out)
   if args.table:
     for suffix, sub in by_weight_decay(rows).items():
       if suffix:

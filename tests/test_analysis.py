@@ -165,3 +165,46 @@ def test_factor_measures():
   u, sd, vt2 = analysis.dense_factors(a)
   np.testing.assert_allclose(u @ sd @ vt2, a, atol=1e-12)
   np.testing.assert_allclose(np.diag(sd), [np.sqrt(5) * 5, 0.0], atol=1e-12)
+
+
+def diverge(rows, from_step):
+  """The model of `rows` diverged from `from_step` on: null accuracies, losses and gap, as train writes them."""
+  for r in rows:
+    if r["step"] >= from_step:
+      r.update(diverged=True, train_acc=None, test_acc=None, train_loss=None, test_loss=None, gap=None)
+  return rows
+
+
+def test_diverged_evaluations_never_count():
+  r = diverge(rows_of(STEPS, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 0.1, 0.1, 1.0, 1.0]), 1000)
+  assert analysis.steps_to_grok(r) == {"memorise_step": 10, "test95_step": None, "test99_step": None,
+                                       "gap1_step": None}  # test reached 1.0 only after diverging
+  assert analysis.diverged(r)
+  r = rows_of(STEPS, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 1.0, 1.0, 1.0, 0.099], diverged=False)
+  r[-1]["diverged"] = True  # an older row: flagged, chance accuracy kept
+  assert analysis.steps_to_grok(r)["gap1_step"] == 100 and analysis.diverged(r)
+  assert analysis.final_measures([r]) == [{"best_test": 1.0, "gap": None, "diverged": True}]
+  assert analysis.accuracies([r]) == {"final_train": None, "final_test": None, "best_test": None}
+  steps, mean, std = analysis.mean_curve([r, rows_of(STEPS, [1.0] * 6, [0.5] * 6, model=1)], "test_acc")
+  np.testing.assert_allclose(mean, [0.25, 0.3, 0.75, 0.75, 0.75, 0.5])  # the diverged step: the other model only
+  steps, mean, std = analysis.mean_curve([diverge(rows_of(STEPS, [1.0] * 6, [0.5] * 6), 0)], "test_acc")
+  assert np.isnan(mean).all()  # gaps, not zeros
+
+
+def test_summarise_and_table_with_diverged_models():
+  rows = grokker(0, 0, 1000) + grokker(1, 1, 1000) + diverge(grokker(2, 2, 1000), 10000)  # baseline: 1 diverged
+  rows += grokker(3, 0, 100, "all", "p100", 100.0) + diverge(grokker(4, 1, None, "all", "p100", 100.0), 100)
+  rows += diverge(grokker(5, 0, 10, "all", "p50", 50.0), 100) + diverge(grokker(6, 1, 10, "all", "p50", 50.0), 0)
+  base, p50, p100 = analysis.summarise(rows)
+  assert (base["n"], base["diverged"], p50["diverged"], p100["diverged"]) == (3, 1, 2, 1)
+  assert base["gap1_step"] == {"mean": 1000.0, "std": 0.0, "reached": 2}  # the diverged model does not reach it
+  assert p100["gap1_step"] == {"mean": 100.0, "std": 0.0, "reached": 1}
+  assert p100["speedup"] == pytest.approx(10.0) and base["speedup"] == pytest.approx(1.0)  # diverged left out
+  assert p50["gap1_step"]["reached"] == 0 and p50["speedup"] is None
+  assert (p100["final_test"], p100["best_test"]) == (1.0, 1.0)  # not the diverged seed's chance accuracy
+  lines = analysis.table([base, p50, p100]).splitlines()
+  assert lines[0].endswith("| best test acc | diverged |")
+  assert lines[2] == ("| 50 % | none | full | 3 | 10 ± 0 (2/3) | 1000 ± 0 (2/3) | 1000 ± 0 (2/3) | 1000 ± 0 (2/3) "
+                      "| 1.00× | 100.00 % / 100.00 % | 100.00 % | 1/3 diverged |")
+  assert lines[3] == "| 50 % | all | p50 | 2 |" + " diverged |" * 7 + " 2/2 diverged |"
+  assert lines[4].endswith("| 10.00× | 100.00 % / 100.00 % | 100.00 % | 1/2 diverged |")
