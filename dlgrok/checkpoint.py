@@ -1,55 +1,97 @@
 """orbax checkpoints of a run's whole multi-model state under <workdir>/checkpoints.
 
 The saved tree is {'step': int, 'cohorts': [{'params', 'opt', 'data_keys', 'train_idx'}, ...]} with a leading
-model axis in every array; plain orbax (`StandardRestore`) reads it without dlgrok.
+model axis in every array; plain orbax (`StandardRestore`) reads it without dlgrok. When to save is orbax's
+save-decision policy: the evaluation steps, at most every `minutes` between them, and on preemption. Restoring
+never deletes: an unreadable checkpoint is moved to <workdir>/checkpoints-unreadable/ for a human to look at.
 """
 import os
-import signal
-import threading
+import shutil
 import warnings
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+
+class Mismatch(ValueError):
+  """A readable checkpoint whose arrays do not fit the state this config builds."""
 
 
 def directory(workdir):
   return os.path.abspath(os.path.join(workdir, "checkpoints"))
 
 
-class Checkpointer:
-  """Saves asynchronously, keeps the latest `keep`, restores the newest checkpoint that reads back whole."""
+def unreadable_directory(workdir):
+  return os.path.abspath(os.path.join(workdir, "checkpoints-unreadable"))
 
-  def __init__(self, workdir, keep=3, read_only=False):
+
+class Checkpointer:
+  """Saves asynchronously when orbax's policy says so, keeps the latest `keep`, restores the newest readable."""
+
+  def __init__(self, workdir, keep=3, read_only=False, save_steps=(), minutes=None):
+    decisions = [policies.SpecificStepsPolicy(frozenset(save_steps)), policies.PreemptionCheckpointingPolicy()]
+    if minutes is not None:
+      decisions.append(policies.ContinuousCheckpointingPolicy(minimum_interval_secs=int(60 * minutes)))
     options = ocp.CheckpointManagerOptions(preservation_policy=pp.LatestN(keep), cleanup_tmp_directories=True,
                                            enable_async_checkpointing=True, read_only=read_only,
-                                           create=not read_only)
-    self.manager = ocp.CheckpointManager(directory(workdir), options=options)
-    self.read_only = read_only
+                                           create=not read_only,
+                                           save_decision_policy=policies.AnySavePolicy(decisions))
+    self.workdir, self.read_only = workdir, read_only
+    self.manager = ocp.CheckpointManager(directory(workdir), item_handlers=ocp.StandardCheckpointHandler(),
+                                         options=options)
 
   def steps(self):
     return sorted(self.manager.all_steps())
 
+  def due(self, step):
+    """Whether the policy asks for a checkpoint at `step` (never for a step already saved or older)."""
+    return self.manager.should_save(step)
+
   def save(self, step, state):
+    """Saves `state` at `step` unless a checkpoint at `step` or later exists; True if it saved."""
+    latest = self.manager.latest_step()
+    if latest is not None and latest >= step:
+      return False
     # A copy: the train loop donates the state's buffers to the next chunk while orbax may still read them.
     state = jax.tree_util.tree_map(jnp.copy, state)
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def restore(self, abstract_state, step=None):
-    """(step, state) of `step`, or of the newest readable checkpoint (older ones tried on failure); (None, None)."""
+    """(step, state) of `step`, or of the newest readable checkpoint; (None, None) when there is none.
+
+    Unreadable ones are moved aside (read-only: skipped); one that reads but does not fit `abstract_state`
+    raises Mismatch naming the first array that differs."""
     steps = [step] if step is not None else self.steps()[::-1]
     for s in steps:
       try:
-        return s, self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state))
+        meta = self.manager.item_metadata(s)
+        tree = getattr(meta, "tree", meta)
+        if tree is None:
+          raise ValueError("no metadata")
       except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back to the previous one
-        if step is not None:
-          raise
-        warnings.warn(f"checkpoint at step {s} is unreadable ({type(e).__name__}: {str(e)[:200]}); "
-                      "removing it and trying an older one")
-        if not self.read_only:  # so that training can save this step again
-          self.manager.delete(s)
+        self._unreadable(s, e, step)
+        continue
+      why = mismatch(tree, abstract_state)
+      if why:
+        raise Mismatch(f"checkpoint {directory(self.workdir)}/{s} does not fit this config: {why}")
+      try:
+        return s, self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state))
+      except Exception as e:  # noqa: BLE001
+        self._unreadable(s, e, step)
     return None, None
+
+  def _unreadable(self, s, error, asked):
+    if asked is not None:
+      raise error
+    where = "left in place (read-only)"
+    if not self.read_only:
+      where = f"moved to {move_aside(self.workdir, s)}"
+      self.manager.reload()
+    warnings.warn(f"checkpoint at step {s} is unreadable ({type(error).__name__}: {str(error)[:200]}); {where}; "
+                  "trying an older one")
 
   def wait(self):
     self.manager.wait_until_finished()
@@ -58,22 +100,25 @@ class Checkpointer:
     self.manager.close()
 
 
-class Interrupt:
-  """Turns SIGTERM/SIGINT into a flag the train loop checks between chunks."""
+def move_aside(workdir, step):
+  """Moves checkpoints/<step> to checkpoints-unreadable/<step>[.N] and returns the new path."""
+  os.makedirs(unreadable_directory(workdir), exist_ok=True)
+  dest, n = os.path.join(unreadable_directory(workdir), str(step)), 1
+  while os.path.exists(dest):
+    dest, n = os.path.join(unreadable_directory(workdir), f"{step}.{n}"), n + 1
+  shutil.move(os.path.join(directory(workdir), str(step)), dest)
+  return dest
 
-  def __init__(self):
-    self.signal = None
-    self._old = {}
 
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._old[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    self.signal = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for sig, old in self._old.items():
-      signal.signal(sig, old)
+def mismatch(saved, abstract):
+  """Why the saved tree's arrays do not fit `abstract` (shapes and count), or None."""
+  saved_leaves = jax.tree_util.tree_leaves(saved)
+  flat = jax.tree_util.tree_flatten_with_path(abstract)[0]
+  if len(saved_leaves) != len(flat):
+    return f"it holds {len(saved_leaves)} arrays where this config needs {len(flat)} (other layer groups or cohorts)"
+  for (path, want), have in zip(flat, saved_leaves):
+    shape = tuple(getattr(have, "shape", None) or ())
+    if shape != tuple(getattr(want, "shape", ())):
+      return (f"{jax.tree_util.keystr(path, simple=True, separator='/')} has shape {shape} where this config needs "
+              f"{tuple(want.shape)}")
+  return None

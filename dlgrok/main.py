@@ -5,13 +5,18 @@
 import importlib.util
 import os
 import re
+import shlex
 import sys
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+from dlgrok import signals
 
-from dlgrok import configs, decompose, train
+signals.install()  # before the slow imports: a signal during start-up still ends with the resume line
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from dlgrok import configs, decompose, metrics, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/<family>.py:<argument>", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<experiment>-<argument>)")
@@ -45,13 +50,15 @@ def main(argv):
                                               config_flags.get_override_values(flags.FLAGS["config"]))
   try:
     train.run(_CONFIG.value, workdir, allow_config_change=_ALLOW.value)
-  except (configs.ConfigError, decompose.DecomposeError) as e:
+  except (configs.ConfigError, decompose.DecomposeError, metrics.MetricsError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except train.Interrupted as e:
-    again = " ".join(a for a in sys.argv if not a.startswith("--workdir"))
-    print(f"interrupted by {e.signal_name} at step {e.step}; saved to {workdir}/checkpoints; resume with: "
-          f"python -m dlgrok.main {' '.join(again.split()[1:])} --workdir={workdir}", file=sys.stderr)
+    again = " ".join(shlex.quote(a) for a in sys.argv[1:] if not a.startswith("--workdir"))
+    where = (f"at step {e.step}; saved to {workdir}/checkpoints" if e.step is not None
+             else "during start-up, before training")
+    print(f"interrupted by {e.signal_name} {where}; resume with: python -m dlgrok.main {again} "
+          f"--workdir={shlex.quote(workdir)}", file=sys.stderr)
     sys.exit(EXIT_CODES.get(e.signal_name, 1))
 
 

@@ -3,8 +3,13 @@ import gzip
 import json
 import math
 import os
+import warnings
 
 WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
+
+
+class MetricsError(ValueError):
+  """A metrics.jsonl or config.json that cannot be read; the message names the file and line."""
 
 
 def path(workdir):
@@ -48,6 +53,22 @@ class NullWriter:
     pass
 
 
+def parse(lines, name):
+  """[(line, row)] of metrics lines; a truncated or corrupt LAST line (what a kill mid-write leaves) is dropped
+  with a warning, a corrupt line before it is an error naming it."""
+  rows = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      rows.append((line if line.endswith("\n") else line + "\n", json.loads(line)))
+    except json.JSONDecodeError:
+      if any(l.strip() for l in lines[i + 1:]):
+        raise MetricsError(f"{name} line {i + 1} is not valid JSON; fix or remove that line") from None
+      warnings.warn(f"{name}: dropped its truncated last line {i + 1} ({line.strip()[:60]!r})")
+  return rows
+
+
 def read(workdir):
   """All rows of <workdir>/metrics.jsonl (a workdir or the file itself), or of its gzipped copy
   metrics.jsonl.gz (as results/ keeps them)."""
@@ -55,20 +76,28 @@ def read(workdir):
   if not os.path.exists(p) and os.path.exists(p + ".gz"):
     p += ".gz"
   with (gzip.open if p.endswith(".gz") else open)(p, "rt") as f:
-    return [json.loads(line) for line in f if line.strip()]
+    return [row for _, row in parse(f.readlines(), p)]
 
 
-def truncate_after(workdir, step):
-  """Drops rows with step > `step` (used on resume so no row is written twice)."""
+def truncate_from(workdir, step):
+  """Drops rows with step >= `step` (a run resuming at `step` writes them again) and a truncated last line."""
   p = path(workdir)
   if not os.path.exists(p):
     return
   with open(p) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= step]
-  with open(p, "w") as f:
-    f.writelines(lines)
+    rows = parse(f.readlines(), p)
+  with open(p + ".tmp", "w") as f:  # then renamed: a kill mid-write leaves the old file whole
+    f.writelines(line for line, row in rows if row["step"] < step)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(p + ".tmp", p)
 
 
 def load_config(workdir):
-  with open(os.path.join(workdir, "config.json")) as f:
-    return json.load(f)
+  p = os.path.join(workdir, "config.json")
+  try:
+    with open(p) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise MetricsError(f"{p} is not valid JSON ({e}); restore it, or delete it to continue this run with the "
+                       "config given") from None

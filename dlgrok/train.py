@@ -5,6 +5,7 @@ import functools
 import json
 import math
 import os
+import tempfile
 import time
 
 import jax
@@ -14,17 +15,18 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dlgrok import analysis, checkpoint, cohorts, configs, decompose, memory, metrics, tasks
+from dlgrok import analysis, checkpoint, cohorts, configs, decompose, memory, metrics, signals, tasks
 from dlgrok import progress as progress_lib
 
 IGNORED_ON_RESUME = ("progress_seconds", "checkpoint_minutes")  # may change between a run and its resumption
 
 
 class Interrupted(Exception):
-  """SIGTERM/SIGINT arrived; the state was saved at `step`."""
+  """SIGTERM/SIGINT (or a preemption notice) arrived; the state at `step` is in a checkpoint (step None: it
+  arrived during start-up, before any training)."""
 
-  def __init__(self, signal_name, step):
-    super().__init__(f"{signal_name} at step {step}")
+  def __init__(self, signal_name, step=None):
+    super().__init__(f"{signal_name} at step {step}" if step is not None else f"{signal_name} during start-up")
     self.signal_name, self.step = signal_name, step
 
 
@@ -116,7 +118,12 @@ class CohortRunner:
     # matrix avoids LAPACK's batched SVD (its thread-pool wait has hung XLA:CPU)
     params = jax.lax.map(one, keys)
     opt = jax.vmap(self.task.optimizer(self.config, 0.0).init)(params)
-    return {"params": params, "opt": opt}
+    return {"params": params, "opt": opt, "perm": self._epoch_perm(0)}
+
+  def perm_at(self, step):
+    """The state's "perm" at `step` (what a restored checkpoint lacks): each model's permutation of its
+    training examples for the epoch of `step`."""
+    return jax.jit(lambda s: self._epoch_perm(s // self.batches), out_shardings=self.sharding)(jnp.int32(step))
 
   def _epoch_perm(self, epoch):
     return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), self.n_train))(self.data_keys)
@@ -163,9 +170,11 @@ class CohortRunner:
       params, opt = update(params, opt, perm, batch, self.train_idx, self.ranks, self.wd, keys)
       return params, opt, perm
 
-    carry = (state["params"], state["opt"], self._epoch_perm(step0 // self.batches))
-    params, opt, _ = jax.lax.fori_loop(0, n, body, carry)
-    return {"params": params, "opt": opt}
+    # the epoch's permutation is carried from chunk to chunk: computing it costs ~5 s for 180 MNIST models on
+    # a CPU, and a chunk-start recomputation made short chunks slow
+    carry = (state["params"], state["opt"], state["perm"])
+    params, opt, perm = jax.lax.fori_loop(0, n, body, carry)
+    return {"params": params, "opt": opt, "perm": perm}
 
   def per_example(self, dense):
     """(loss, correct) of every example, in passes of `eval_chunk` examples (0 = one pass) to bound memory."""
@@ -233,19 +242,49 @@ def gather(tree):
   return jax.device_get(tree)
 
 
+# Fields a run may change between its start and a resumption: without --allow_config_change (IGNORED_ON_RESUME)
+# or with it (ALLOWED_CHANGES). Every other field shapes the models, their data or their training.
+IGNORED_ON_RESUME = ("progress_seconds", "checkpoint_minutes")
+ALLOWED_CHANGES = ("steps", "eval_points", "eval_spacing", "eval_chunk", "matmul_precision", "data_dir", "devices",
+                   "download")
+
+
+def check_writable(workdir):
+  """Refuses a workdir that is a file or cannot be written (nothing is created), before any loading."""
+  probe = os.path.abspath(workdir)
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise configs.ConfigError(f"workdir {workdir!r}: {probe} is a file, not a directory")
+  try:
+    with tempfile.TemporaryFile(dir=probe):
+      pass
+  except OSError as e:
+    raise configs.ConfigError(f"workdir {workdir!r}: {probe} is not writable ({e.strerror})") from None
+  for name in ("config.json", "metrics.jsonl"):
+    p = os.path.join(workdir, name)
+    if os.path.exists(p) and not os.access(p, os.W_OK):
+      raise configs.ConfigError(f"workdir {workdir!r}: {p} is not writable")
+
+
 def check_workdir(config, workdir, allow_config_change=False):
-  """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message)."""
+  """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message);
+  --allow_config_change lets only ALLOWED_CHANGES differ."""
   p = os.path.join(workdir, "config.json")
   if not os.path.exists(p):
     return
-  with open(p) as f:
-    old = json.load(f)
+  old = metrics.load_config(workdir)
   new = json.loads(json.dumps(config.to_dict()))
-  diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-          if old.get(k) != new.get(k) and k not in IGNORED_ON_RESUME]
-  if diff and not allow_config_change:
-    raise configs.ConfigError(f"{workdir} holds a run with another config ({'; '.join(diff)}); "
+  differ = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in IGNORED_ON_RESUME]
+  diff = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
+  if differ and not allow_config_change:
+    raise configs.ConfigError(f"{workdir} holds a run with another config ({diff}); "
                               "use a new --workdir, or --allow_config_change to continue it anyway")
+  refused = [k for k in differ if k not in ALLOWED_CHANGES]
+  if refused:
+    raise configs.ConfigError(
+        f"--allow_config_change cannot continue {workdir}: {', '.join(refused)} changed ({diff}), which changes "
+        f"the models, their data or their training; it allows changes to {', '.join(ALLOWED_CHANGES)}")
 
 
 def write_config(config, workdir):
@@ -259,36 +298,52 @@ def full_state(step, runners, states):
   real models (padding models are left out, so a run can resume on another number of devices)."""
   per_cohort = []
   for r, s in zip(runners, states):
-    c = dict(s, data_keys=r.data_keys, train_idx=r.train_idx)
+    c = {"params": s["params"], "opt": s["opt"], "data_keys": r.data_keys, "train_idx": r.train_idx}
     per_cohort.append(jax.tree_util.tree_map(lambda a, n=r.size: a[:n], c))
   return {"step": step, "cohorts": per_cohort}
 
 
 def restore(ckpt, runners, states, step=None):
-  """(step, states) from the newest readable checkpoint, or (0, states) when there is none."""
+  """(step, states) from the newest readable checkpoint, or (None, states) when there is none."""
   sds = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)
   abstract = full_state(0, runners, states)
   abstract["cohorts"] = jax.tree_util.tree_map(sds, abstract["cohorts"])
-  found, saved = ckpt.restore(abstract, step)
+  try:
+    found, saved = ckpt.restore(abstract, step)
+  except checkpoint.Mismatch as e:
+    raise configs.ConfigError(str(e)) from None
   if saved is None:
-    return 0, states
+    return None, states
   out = []
   for r, c, fresh in zip(runners, saved["cohorts"], states):
     if not (np.array_equal(c["data_keys"], gather(r.data_keys)[:r.size])
             and np.array_equal(c["train_idx"], gather(r.train_idx)[:r.size])):
       raise configs.ConfigError(f"checkpoint {found} was made with other seeds or data splits than this config")
     c = {"params": c["params"], "opt": c["opt"]}
-    c = jax.tree_util.tree_map(lambda a, f: jnp.concatenate([a, f[a.shape[0]:]]), c, fresh)
-    out.append(jax.device_put(c, r.sharding))
+    c = jax.tree_util.tree_map(lambda a, f: jnp.concatenate([a, f[a.shape[0]:]]), c,
+                               {"params": fresh["params"], "opt": fresh["opt"]})
+    out.append(dict(jax.device_put(c, r.sharding), perm=r.perm_at(int(found))))
   return int(found), out
 
 
 def run(config, workdir, allow_config_change=False):
   """Trains every cohort of `config` in `workdir` (config.json, metrics.jsonl, checkpoints/), resuming from the
   newest checkpoint there; returns (runners, states). Raises Interrupted after saving on SIGTERM/SIGINT."""
+  installed = signals.install()  # first: a signal during start-up is kept, and ends the run before training
+  try:
+    return _run(config, workdir, allow_config_change)
+  finally:
+    if installed:
+      signals.uninstall()
+
+
+def _run(config, workdir, allow_config_change):
+  check_writable(workdir)
+  signals.fault("start-up")
   task, config = cohorts.resolve(config)
   check_workdir(config, workdir, allow_config_change)
   steps = int(config.steps)
+  targets = eval_steps(steps, config.eval_points, config.eval_spacing)
   planned = cohorts.plan(config, task)
   data = task.data(config)
   primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl
@@ -300,50 +355,60 @@ def run(config, workdir, allow_config_change=False):
     fresh = [r.init() for r in runners]
     for r, s in zip(runners, fresh):
       r.check_memory(s)  # before anything is written
+  if signals.received():
+    raise Interrupted(signals.received())
   if primary:
     write_config(config, workdir)
-  ckpt = checkpoint.Checkpointer(workdir)
-  with jax.default_matmul_precision(config.matmul_precision), checkpoint.Interrupt() as interrupt:
-    step, states = restore(ckpt, runners, fresh)
-    if step:
-      print(f"resumed from the checkpoint at step {step}", flush=True)
-    if primary:
-      metrics.truncate_after(workdir, step if step else -1)
-    writer = metrics.Writer(workdir) if primary else metrics.NullWriter()
-    progress = progress_lib.Progress(steps, n_models, config.progress_seconds, start_step=step)
-    last_save = time.time()
+  ckpt = checkpoint.Checkpointer(workdir, save_steps=targets, minutes=config.checkpoint_minutes)
+  writer = metrics.NullWriter()
+  try:
+    with jax.default_matmul_precision(config.matmul_precision):
+      step, states = restore(ckpt, runners, fresh)
+      if step is not None:
+        print(f"resumed from the checkpoint at step {step}", flush=True)
+      if signals.received():
+        raise Interrupted(signals.received(), step)
+      step = step or 0
+      if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
+        metrics.truncate_from(workdir, step)
+        writer = metrics.Writer(workdir)
+      progress = progress_lib.Progress(steps, n_models, config.progress_seconds, start_step=step)
 
-    def save(force=False):
-      nonlocal last_save
-      if force or time.time() - last_save >= 60 * config.checkpoint_minutes:
-        ckpt.save(step, full_state(step, runners, states))
-        last_save = time.time()
+      def save(force=False):
+        if force or ckpt.due(step):
+          ckpt.save(step, full_state(step, runners, states))
+          signals.fault("save")
+          if step == 0:
+            ckpt.wait()
+            signals.fault("saved-0")
 
-    try:
-      for target in eval_steps(steps, config.eval_points, config.eval_spacing):
-        if target <= step and not (target == 0 and step == 0):
+      for target in targets:
+        if target < step:
           continue
         while step < target:
           n, t = progress.next_chunk(target - step), time.time()
+          signals.fault("target-chunk" if step + n == target else "chunk")
           states = [r.chunk(s, jnp.int32(step), jnp.int32(n)) for r, s in zip(runners, states)]
           jax.block_until_ready(states)
           progress.chunk_done(n, time.time() - t)
           step += n
           progress(step)
-          if jax.process_count() > 1 and ckpt.manager.reached_preemption(step):
-            interrupt.signal = interrupt.signal or "preemption"
-          if interrupt.signal:
+          preempted = jax.process_count() > 1 and ckpt.manager.reached_preemption(step)
+          if signals.received() or preempted:
             save(force=True)
-            raise Interrupted(interrupt.signal, step)
+            raise Interrupted(signals.received() or "preemption", step)
           if step < target:
             save()
+        signals.fault("eval")
         rows = [row for r, s in zip(runners, states) for row in r.rows(step, s["params"], config.frac,
                                                                         time.time() - progress.t0)]
         writer.write(rows)
         progress(step, progress_lib.mean_accs(rows), force=step == steps)
-        save(force=True)  # at every evaluation point
-    finally:
-      writer.close()
-      ckpt.wait()
-      ckpt.close()
+        save()
+        if signals.received():
+          raise Interrupted(signals.received(), step)
+  finally:
+    writer.close()
+    ckpt.wait()
+    ckpt.close()
   return runners, states

@@ -1,0 +1,45 @@
+"""SIGTERM / SIGINT as a flag that the run checks between chunks, installed before the slow imports so that a
+signal during start-up is kept too; and DLGROK_FAULT, the tests' way to signal the run at a named moment."""
+import os
+import signal
+import threading
+
+CAUGHT = (signal.SIGTERM, signal.SIGINT)
+_state = {"received": None, "old": None, "seen": {}}
+
+
+def _handle(signum, frame):
+  _state["received"] = _state["received"] or signal.Signals(signum).name
+
+
+def install():
+  """Catches SIGTERM/SIGINT from now on (main thread only: Python allows handlers only there); True if it did."""
+  if _state["old"] is not None or threading.current_thread() is not threading.main_thread():
+    return False
+  _state["old"] = {sig: signal.signal(sig, _handle) for sig in CAUGHT}
+  return True
+
+
+def uninstall():
+  for sig, old in (_state["old"] or {}).items():
+    signal.signal(sig, old)
+  _state.update(received=None, old=None, seen={})
+
+
+def received():
+  """'SIGTERM' / 'SIGINT' once one arrived, else None."""
+  return _state["received"]
+
+
+def fault(moment):
+  """Test hook: with DLGROK_FAULT=MOMENT:N:SIGNAL (e.g. eval:2:SIGKILL) the run sends itself SIGNAL the N-th
+  time it reaches MOMENT (start-up, chunk, target-chunk, eval, save, saved-0)."""
+  spec = os.environ.get("DLGROK_FAULT")
+  if not spec:
+    return
+  where, n, sig = spec.split(":")
+  if where != moment:
+    return
+  _state["seen"][moment] = _state["seen"].get(moment, 0) + 1
+  if _state["seen"][moment] == int(n):
+    os.kill(os.getpid(), getattr(signal, sig))
