@@ -74,6 +74,82 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path):
     runners, _ = train.run(cfg, wd)
   assert stripped_lines(wd) == before
   assert [r.traces for r in runners] == [1]
+  kept = os.path.join(checkpoint.unreadable_directory(wd), "60")  # moved aside for a human, not deleted
+  assert os.path.isfile(os.path.join(kept, "_CHECKPOINT_METADATA"))
+
+
+def test_empty_step_directory_is_moved_aside_and_nothing_is_lost(tmp_path):
+  """An empty checkpoints/200/ once made a rerun delete every valid checkpoint and empty metrics.jsonl."""
+  wd = str(tmp_path)
+  cfg = tiny_config(group="tok", ranks="r4", baseline=False)
+  train.run(cfg, wd)
+  before = stripped_lines(wd)
+  os.makedirs(os.path.join(checkpoint.directory(wd), "200"))
+  with pytest.warns(UserWarning, match="checkpoint at step 200 is unreadable"):
+    train.run(cfg, wd)
+  assert stripped_lines(wd) == before
+  assert sorted(int(s) for s in os.listdir(checkpoint.directory(wd))) == [4, 15, 60]
+  assert os.listdir(checkpoint.unreadable_directory(wd)) == ["200"]
+
+
+def test_truncated_last_metrics_line_is_dropped_with_a_warning(tmp_path):
+  wd = str(tmp_path)
+  cfg = tiny_config(group="tok", ranks="r4", baseline=False)
+  train.run(cfg, wd)
+  before = stripped_lines(wd)
+  ckdir = checkpoint.directory(wd)
+  shutil.rmtree(os.path.join(ckdir, "60"))  # killed while writing the rows at step 60, before its checkpoint
+  with open(metrics.path(wd), "a") as f:
+    f.write('{"step": 60, "model": 0, "test_')
+  with pytest.warns(UserWarning, match="dropped its truncated last line"):
+    train.run(cfg, wd)
+  assert stripped_lines(wd) == before
+
+
+def test_allow_config_change_refuses_shape_changes_before_touching_anything(tmp_path):
+  wd = str(tmp_path)
+  cfg = tiny_config(group="tok", ranks="r4", baseline=False, steps=30.0)
+  train.run(cfg, wd)
+  snapshot = {p: open(p, "rb").read() for p in (metrics.path(wd), os.path.join(wd, "config.json"))}
+  ckpts = sorted(os.listdir(checkpoint.directory(wd)))
+  for change in ({"group": "out"}, {"seeds": 3}, {"ranks": "r3"}, {"width": 16}):
+    with pytest.raises(configs.ConfigError) as e:
+      train.run(tiny_config(**dict(dict(group="tok", ranks="r4", baseline=False, steps=30.0), **change)), wd,
+                allow_config_change=True)
+    key = next(iter(change))
+    assert str(e.value).startswith(f"--allow_config_change cannot continue {wd}: {key} changed")
+    assert "it allows changes to steps, eval_points" in str(e.value)
+    assert {p: open(p, "rb").read() for p in snapshot} == snapshot
+    assert sorted(os.listdir(checkpoint.directory(wd))) == ckpts
+  train.run(tiny_config(group="tok", ranks="r4", baseline=False, steps=60.0), wd, allow_config_change=True)
+  assert max(r["step"] for r in metrics.read(wd)) == 60
+
+
+def test_checkpoint_that_does_not_fit_is_a_one_line_error(tmp_path):
+  wd = str(tmp_path)
+  train.run(tiny_config(group="tok", ranks="r4", baseline=False, steps=5.0), wd)
+  os.remove(os.path.join(wd, "config.json"))  # nothing left to compare the config with
+  with pytest.raises(configs.ConfigError, match=r"checkpoint .*/checkpoints/5 does not fit this config: "
+                                                r"cohorts/0/opt/0/mu/tok_emb/embedding/S has shape \(2, 4, 4\) where"
+                                                r" this config needs \(2, 6, 6\)"):
+    train.run(tiny_config(group="tok", ranks="r6", baseline=False, steps=5.0), wd)
+  assert sorted(os.listdir(checkpoint.directory(wd))) == ["2", "3", "5"]
+
+
+def test_workdir_and_config_file_problems_fail_fast_with_one_line(tmp_path):
+  f = tmp_path / "afile"
+  f.write_text("x")
+  for workdir, message in ((str(f), "is a file, not a directory"), (str(f / "sub"), "is a file, not a directory"),
+                           ("/proc/dlgrok-test/w", "is not writable")):
+    done = subprocess.run(CMD + [f"--workdir={workdir}"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith("error: workdir") and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "models in" not in done.stdout  # before loading
+  wd = tmp_path / "w"
+  wd.mkdir()
+  (wd / "config.json").write_text('{"task": "mod97", ')
+  done = subprocess.run(CMD + [f"--workdir={wd}"], env=ENV, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+  assert done.stderr.startswith(f"error: {wd}/config.json is not valid JSON")
 
 
 def test_changed_config_is_refused(tmp_path):

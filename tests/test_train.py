@@ -136,3 +136,19 @@ def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypat
   r.check_memory(state)
   jax.block_until_ready(r.chunk(state, jnp.int32(0), jnp.int32(5)))
   assert r.traces == 1  # the estimate's compilation is the one training uses
+
+
+def test_diverged_model_rows_are_null_and_valid_json(tmp_path, capsys):
+  """Weight decay 1e30 blows one model up; its rows say so with nulls (argmax of NaN would be a finite ~chance
+  accuracy), the file stays valid JSON (no NaN literal), and progress means leave it out."""
+  train.run(tiny_config(weight_decays="0,1e30", seeds=1, steps=20.0), str(tmp_path))
+  text = open(metrics.path(str(tmp_path))).read()
+  assert "NaN" not in text and "Infinity" not in text
+  last = {r["weight_decay"]: r for r in metrics.read(str(tmp_path)) if r["step"] == 20}
+  bad, good = last[1e30], last[0.0]
+  assert bad["diverged"] and not good["diverged"]
+  assert [bad[k] for k in ("train_acc", "test_acc", "train_loss", "test_loss", "gap")] == [None] * 5
+  assert set(bad["stable_rank"]) == set(good["stable_rank"]) and set(bad["stable_rank"].values()) == {None}
+  assert all(0 < v <= 1 for v in good["stable_rank"].values())
+  line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("step 20/20")][-1]
+  assert line.endswith(f"train_acc {good['train_acc']:.3f}  test_acc {good['test_acc']:.3f}  (1 diverged, left out)")

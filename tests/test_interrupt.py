@@ -1,0 +1,117 @@
+"""Interruption at any moment, through the CLI: SIGTERM or SIGKILL, then the same command again, gives the
+metrics (less wall-clock fields) and final parameters of an uninterrupted run, bit for bit.
+
+The named moments are reached with DLGROK_FAULT=MOMENT:N:SIGNAL (the run signals itself the N-th time it gets
+there); the randomised ones signal the run from outside after a random delay.
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import ROOT
+from dlgrok import metrics, train
+
+ARG = "ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=300,seeds=2,eval_points=6,batch_size=32"
+CMD = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:{ARG}",
+       "--config.progress_seconds=0.05", "--config.checkpoint_minutes=1000"]
+CACHE = tempfile.mkdtemp(prefix="dlgrok-interrupt-cache-")  # the CLI runs share their compilations
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_COMPILATION_CACHE_DIR=CACHE,
+           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+EVAL = train.eval_steps(300, 6)
+
+
+def cli(workdir, fault=None, timeout=600):
+  env = dict(ENV, DLGROK_FAULT=fault) if fault else ENV
+  return subprocess.run(CMD + [f"--workdir={workdir}"], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def stripped(workdir):
+  return [{k: v for k, v in r.items() if k not in metrics.WALL_FIELDS} for r in metrics.read(workdir)]
+
+
+def final_params(workdir):
+  """The newest checkpoint, read with plain orbax calls (no dlgrok)."""
+  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints")) as mngr:
+    step = mngr.latest_step()
+    return step, ocp.tree.to_flat_dict(mngr.restore(step, args=ocp.args.StandardRestore()))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp("reference"))
+  done = cli(wd)
+  assert done.returncode == 0, done.stderr
+  return stripped(wd), final_params(wd)
+
+
+def same_as_reference(workdir, reference):
+  rows, (step, params) = reference
+  got = stripped(workdir)
+  assert [r["step"] for r in got] == [r["step"] for r in rows]  # every evaluation point once, in order
+  assert got == rows
+  got_step, got_params = final_params(workdir)
+  assert got_step == step == 300 and got_params.keys() == params.keys() and len(params) > 10
+  for k in params:
+    assert np.array_equal(np.asarray(got_params[k]), np.asarray(params[k])), k
+
+
+def interrupted_then_resumed(workdir, fault, reference):
+  first = cli(workdir, fault)
+  sig = fault.rsplit(":", 1)[1]
+  if sig == "SIGKILL":
+    assert first.returncode == -signal.SIGKILL, first.stderr
+  else:
+    assert first.returncode == 143, first.stderr
+    assert "interrupted by SIGTERM" in first.stderr and "resume with: python -m dlgrok.main" in first.stderr
+    assert "Traceback" not in first.stderr
+  again = cli(workdir)
+  assert again.returncode == 0, again.stderr
+  same_as_reference(workdir, reference)
+  return first, again
+
+
+# (moment, N): during start-up; mid-chunk; in the chunk that ends on an evaluation point; during an evaluation;
+# during a save (an asynchronous save in flight); right after the step-0 checkpoint is complete
+MOMENTS = [("start-up", 1), ("chunk", 3), ("target-chunk", 4), ("eval", 3), ("save", 2), ("saved-0", 1)]
+DEFAULT = {("target-chunk", 4, "SIGTERM"), ("saved-0", 1, "SIGKILL"), ("save", 2, "SIGKILL"),
+           ("eval", 3, "SIGTERM")}
+CASES = [pytest.param(m, n, s, marks=() if (m, n, s) in DEFAULT else pytest.mark.slow, id=f"{m}:{n}:{s}")
+         for m, n in MOMENTS for s in ("SIGTERM", "SIGKILL")]
+
+
+@pytest.mark.parametrize("moment,n,sig", CASES)
+def test_interrupted_at_a_named_moment_resumes_identically(tmp_path, reference, moment, n, sig):
+  first, again = interrupted_then_resumed(str(tmp_path), f"{moment}:{n}:{sig}", reference)
+  if (moment, sig) == ("target-chunk", "SIGTERM"):  # saved at the evaluation point before evaluating it
+    stopped = int(first.stderr.split("interrupted by SIGTERM at step ")[1].split(";")[0])
+    assert stopped in EVAL and f"resumed from the checkpoint at step {stopped}" in again.stdout
+  if (moment, sig) == ("start-up", "SIGTERM"):
+    assert "during start-up" in first.stderr
+  if (moment, sig) == ("saved-0", "SIGKILL"):
+    assert "resumed from the checkpoint at step 0" in again.stdout
+
+
+@pytest.mark.parametrize("trial", [pytest.param(0)] + [pytest.param(i, marks=pytest.mark.slow) for i in range(1, 8)])
+def test_interrupted_at_a_random_moment_resumes_identically(tmp_path, reference, trial):
+  """The signal comes from outside after a random delay: anywhere in start-up, training, evaluation, saving."""
+  rng = random.Random(trial)
+  sig = (signal.SIGTERM, signal.SIGKILL)[trial % 2]
+  wd = str(tmp_path)
+  proc = subprocess.Popen(CMD + [f"--workdir={wd}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  time.sleep(rng.uniform(1.0, 12.0))
+  proc.send_signal(sig)
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode in (0, 143, -signal.SIGKILL), err  # 0: it had finished already
+  assert "Traceback" not in err
+  again = cli(wd)
+  assert again.returncode == 0, again.stderr
+  same_as_reference(wd, reference)
