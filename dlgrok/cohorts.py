@@ -89,7 +89,7 @@ def plan(config, task):
       except decompose.DecomposeError as e:
         raise configs.ConfigError(str(e)) from None
       leaves = {decompose.path_str(p): l.shape for p, l in jax.tree_util.tree_flatten_with_path(tree)[0]}
-      specs = []
+      specs, seen = [], {}
       for tok in tokens or task.default_ranks(groups):
         kind, val = configs.parse_rank_token(tok)
         ranks = {}
@@ -101,6 +101,10 @@ def plan(config, task):
           except decompose.DecomposeError as e:
             raise configs.ConfigError(f"{tok}: {e}") from None
           max_ranks[path] = max(max_ranks.get(path, 0), k)
+        same = seen.setdefault(tuple(sorted(ranks.items())), tok)
+        if same != tok:
+          raise configs.ConfigError(f"rank tokens {same!r} and {tok!r} give the same ranks "
+                                    f"({', '.join(f'{layer_name(p)}: {k}' for p, k in ranks.items())}); give one")
         first = next(iter(chosen))
         pct = val if kind == "p" else round(100 * val / decompose.full_rank(leaves[first]), 2)
         specs += [ModelSpec(s, tok, pct, ranks, wd) for wd in wds for s in seeds]

@@ -63,23 +63,33 @@ def main(argv):
 
 
 def preflight(argv):
-  """Builds the config from --config=FILE:ARG and checks --config.FIELD names before absl does, so that a bad
-  argument fails with one line instead of a flag-parsing traceback."""
+  """Builds the config from --config=FILE:ARG and checks the --config.FIELD=VALUE overrides (names and values)
+  before absl does, so that a bad argument fails with one line instead of a flag-parsing traceback; returns the
+  config with the overrides applied (or None without --config)."""
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   if spec is None:
-    return
+    return None
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise configs.ConfigError(f"config file {path!r} not found; see experiments/ for the experiment files")
   module_spec = importlib.util.spec_from_file_location("dlgrok_experiment", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 - the user's file: one line, not a traceback into it
+    raise configs.ConfigError(f"{path} failed to load: {type(e).__name__}: {e}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise configs.ConfigError(f"{path} has no get_config(arg) function; see experiments/mod97.py for the form")
   config = module.get_config(arg)
   for a in argv:
-    if a.startswith("--config.") and "=" in a:
-      field = a[len("--config."):].split("=", 1)[0].split(".")[0]
+    if a.startswith("--config."):
+      field, eq, value = a[len("--config."):].partition("=")
       if field not in config:
         raise configs.ConfigError(f"unknown config field {field!r} in {a}; fields: {', '.join(sorted(config))}")
+      if not eq:
+        raise configs.ConfigError(f"{a}: give a value, --config.{field}=VALUE")
+      config[field] = configs.coerce(config, field, value)
+  return config
 
 
 def run():

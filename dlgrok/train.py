@@ -337,11 +337,18 @@ def run(config, workdir, allow_config_change=False):
       signals.uninstall()
 
 
-def _run(config, workdir, allow_config_change):
+def prepare(config, workdir, allow_config_change=False):
+  """Every check before the run loads its data: the workdir, the config's values, an earlier run there; returns
+  (task, resolved config). Raises ConfigError naming the first problem."""
   check_writable(workdir)
-  signals.fault("start-up")
   task, config = cohorts.resolve(config)
   check_workdir(config, workdir, allow_config_change)
+  return task, config
+
+
+def _run(config, workdir, allow_config_change):
+  signals.fault("start-up")
+  task, config = prepare(config, workdir, allow_config_change)
   steps = int(config.steps)
   targets = eval_steps(steps, config.eval_points, config.eval_spacing)
   planned = cohorts.plan(config, task)

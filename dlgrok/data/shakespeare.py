@@ -85,6 +85,9 @@ def load(data_dir="", frac=0.9, block=256):
 def _load(key, frac, block):
   text = _read(key)
   chars = vocab(text)
+  if len(chars) < 2:
+    raise DataError(f"{key[0]}: the text has {len(chars)} distinct character(s) ({chars!r}); a next-character "
+                    "model needs at least 2")
   stream = encode(text, chars)
   k = n_train_chars(len(stream), frac, block)
   tx, ty = blocks(stream[:k], block)
