@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from dlgrok import cohorts, configs, memory, metrics, tasks, train  # noqa: E402
+from dlgrok import cohorts, configs, loop, memory, metrics  # noqa: E402
 from dlgrok.memory import device_memory, gib, xla_bytes  # noqa: E402
 from dlgrok.data import algorithmic  # noqa: E402
 from dlgrok.models import transformer  # noqa: E402
@@ -39,12 +39,15 @@ from dlgrok.models import transformer  # noqa: E402
 PREALLOCATE = "XLA_PYTHON_CLIENT_PREALLOCATE"
 
 
+EXPERIMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "mod97.py")
+
+
 def mod97_config(spec, overrides=""):
   """The mod-97 config of one row: a single cohort of M models (`all` etc. at full rank, p100)."""
   group = "none" if spec["cohort"] in ("baseline", "bare") else spec["cohort"]
-  c = tasks.mod_p_config(group=group, ranks="" if group == "none" else "p100", seeds=spec["models"],
-                         baseline=False, frac=0.5, matmul_precision=spec["precision"], progress_seconds=1e9)
-  return configs.apply_arg(c, overrides, tasks.get("mod97").words())
+  tokens = [group] + ["p100"] * (group != "none") + [f"seeds={spec['models']}", "baseline=false", "f50",
+                                                      f"matmul_precision={spec['precision']}", "progress_seconds=1e9"]
+  return configs.load(EXPERIMENT, ",".join(tokens + configs.split_tokens(overrides)))
 
 
 ENV_VARS = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "OPENBLAS_NUM_THREADS",
@@ -67,33 +70,36 @@ def refusal(spec, est):
 
 
 def measure_dlgrok(spec, overrides):
-  task, config = cohorts.resolve(mod97_config(spec, overrides))
-  cohort = cohorts.plan(config, task)[-1]
+  plan = cohorts.resolve(mod97_config(spec, overrides))
+  cohort = plan.cohorts[-1]
   assert len(cohort.models) == spec["models"], cohort
   n, out = jnp.int32(spec["steps"]), {}
+  rows = lambda step, state, wall: metrics.rows(cohort, step, plan.config.frac,
+                                                loop.gather(fns.evaluate(state["params"], a)), wall)
   with tempfile.TemporaryDirectory() as tmp:
     t = time.perf_counter()
-    runner = train.CohortRunner(config, task, cohort, task.data(config))
-    state = runner.init()
-    out["xla_train"] = xla_bytes(runner.chunk, state, jnp.int32(0), n)
-    out["xla_eval"] = xla_bytes(runner.evaluate, state["params"])
+    _, _, arrays, all_fns = loop.build(plan)
+    fns, a = all_fns[-1], arrays[-1]
+    state = fns.init(a)
+    out["xla_train"] = xla_bytes(fns.chunk, state, a, jnp.int32(0), n)
+    out["xla_eval"] = xla_bytes(fns.evaluate, state["params"], a)
     why = refusal(spec, max(out["xla_train"] or 0, out["xla_eval"] or 0))
     if why:
       return dict(out, error=why)
     writer = metrics.Writer(tmp)
-    state = jax.block_until_ready(runner.chunk(state, jnp.int32(0), n))
-    writer.write(runner.rows(spec["steps"], state["params"], config.frac, 0.0))
+    state = jax.block_until_ready(fns.chunk(state, a, jnp.int32(0), n))
+    writer.write(rows(spec["steps"], state, 0.0))
     out["first_s"] = time.perf_counter() - t
     step, train_s, eval_s = spec["steps"], 0.0, 0.0
     for _ in range(spec["chunks"]):
       t0 = time.perf_counter()
-      state = jax.block_until_ready(runner.chunk(state, jnp.int32(step), n))
+      state = jax.block_until_ready(fns.chunk(state, a, jnp.int32(step), n))
       t1 = time.perf_counter()
       step += spec["steps"]
-      writer.write(runner.rows(step, state["params"], config.frac, t1 - t))
+      writer.write(rows(step, state, t1 - t))
       train_s, eval_s = train_s + t1 - t0, eval_s + time.perf_counter() - t1
     writer.close()
-  out["traces"], out["eval_compiles"] = runner.traces, runner.evaluate._cache_size()
+  out["traces"], out["eval_compiles"] = fns.chunk._cache_size(), fns.evaluate._cache_size()
   return dict(out, train_s=train_s, eval_s=eval_s)
 
 

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlgrok import decompose
+
 MEASURES = ("memorise_step", "test95_step", "test99_step", "gap1_step")
 EPS = 1e-6  # accuracies are count / n in float32: 0.99 may be stored as 0.98999995
 
@@ -45,17 +47,15 @@ def stable_rank(a):
 
 
 def stable_ranks(params, batch_dims=0):
-  """{module path: stable rank} for every leaf with 2 + batch_dims axes of a dense (recomposed) tree.
+  """{layer name: stable rank} for every leaf with 2 + batch_dims axes of a dense (recomposed) tree.
 
-  The key drops the leaf's own name ('tok_emb/embedding' -> 'tok_emb', 'block_0/ffn/fc1/kernel' ->
-  'block_0/ffn/fc1'; pass the tree below any 'params' collection); with batch_dims=1 the leaves carry a
-  leading model axis and values have shape (M,).
+  Layers are named by decompose.layer_name ('tok_emb/embedding' -> 'tok_emb'; pass the tree below any 'params'
+  collection); with batch_dims=1 the leaves carry a leading model axis and values have shape (M,).
   """
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     if jnp.ndim(leaf) == 2 + batch_dims:
-      name = jax.tree_util.keystr(path, simple=True, separator="/")
-      out[name.rsplit("/", 1)[0] if "/" in name else name] = stable_rank(leaf)
+      out[decompose.layer_name(decompose.path_str(path))] = stable_rank(leaf)
   return out
 
 

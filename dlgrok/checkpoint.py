@@ -11,6 +11,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
@@ -98,6 +99,36 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()
+
+
+def pack(step, states, arrays, sizes):
+  """What a checkpoint holds: the step, and per cohort params, optimiser state, data keys and splits of the real
+  models (padding models are left out, so that a run can resume on another number of devices)."""
+  cohorts = []
+  for s, a, n in zip(states, arrays, sizes):
+    c = {"params": s["params"], "opt": s["opt"], "data_keys": a["data_keys"], "train_idx": a["train_idx"]}
+    cohorts.append(jax.tree_util.tree_map(lambda x, n=n: x[:n], c))
+  return {"step": step, "cohorts": cohorts}
+
+
+def restore_into(ckpt, states, arrays, sizes, host, step=None):
+  """(step, per cohort {"params", "opt"}) of the newest readable checkpoint (or of `step`), padded with the
+  padding models of `states`; (None, None) when there is none. `host(tree)` copies arrays to the host. Raises
+  Mismatch for a checkpoint of other shapes, seeds or data splits."""
+  abstract = pack(0, states, arrays, sizes)
+  abstract["cohorts"] = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), abstract["cohorts"])
+  found, saved = ckpt.restore(abstract, step)
+  if saved is None:
+    return None, None
+  out = []
+  for c, fresh, a, n in zip(saved["cohorts"], states, arrays, sizes):
+    mine = host({"data_keys": a["data_keys"], "train_idx": a["train_idx"]})
+    if not all(np.array_equal(c[k], mine[k][:n]) for k in mine):
+      raise Mismatch(f"checkpoint {found} was made with other seeds or data splits than this config")
+    out.append(jax.tree_util.tree_map(lambda x, f: jnp.concatenate([x, f[x.shape[0]:]]),
+                                      {"params": c["params"], "opt": c["opt"]},
+                                      {"params": fresh["params"], "opt": fresh["opt"]}))
+  return int(found), out
 
 
 def move_aside(workdir, step):

@@ -2,9 +2,12 @@
 
 Tokens, comma-separated, any order: layer-group words; `rN` absolute ranks; `pX` rank percents (`p12.5`);
 `fX` train percent; `wdX` weight decays; `key=value` for any config field. Several ranks (or weight decays)
-make a sweep in one cohort.
+make a sweep in one cohort. Parsed once, into numbers: config.ranks (ints), config.pcts and
+config.weight_decays (floats) are tuples.
 """
+import importlib.util
 import math
+import os
 import re
 
 import ml_collections
@@ -17,6 +20,8 @@ class ConfigError(ValueError):
   """A bad experiment argument or config value; the message names it and what is allowed."""
 
 
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+TUPLES = {"ranks": int, "pcts": float, "weight_decays": float}  # fields holding tuples of numbers
 UINT32 = 2**32  # seeds are uint32 PRNG keys
 POSITIVE_INTS = ("width", "heads", "layers", "block", "n_train", "epochs", "batch_size", "eval_points", "p",
                  "patch", "mlp_ratio")  # each >= 1 where a task has it
@@ -50,11 +55,12 @@ def parse_rank_token(tok):
     return "r", int(x)
   if not 0 < x <= 100:
     raise ConfigError(f"rank percent {tok!r} is outside (0, 100]")
-  return "p", int(x) if x == int(x) else x
+  return "p", x
 
 
-def rank_token(kind, val):
-  return f"{kind}{val}"
+def rank_label(kind, value):
+  """'r32', 'p50', 'p12.5': how a rank is named in rows and figures."""
+  return f"{kind}{value:g}"
 
 
 def split_tokens(arg):
@@ -62,8 +68,14 @@ def split_tokens(arg):
 
 
 def coerce(config, key, text):
-  """Parses `text` as the type of config[key]."""
+  """Parses `text` as the type of config[key] (for TUPLES fields: comma-separated numbers, brackets allowed)."""
   cur = config[key]
+  if key in TUPLES:
+    kind = TUPLES[key]
+    values = tuple(parse_number(t, key) for t in split_tokens(text.strip("()[] ")))
+    if kind is int and any(v != int(v) for v in values):
+      raise ConfigError(f"{key}={text}: expected whole numbers")
+    return tuple(kind(v) for v in values)
   if isinstance(cur, bool):
     if text.lower() not in ("true", "false", "1", "0"):
       raise ConfigError(f"{key}={text}: expected true or false")
@@ -80,9 +92,12 @@ def coerce(config, key, text):
   return text
 
 
-def apply_arg(config, arg, group_words):
-  """Applies the argument string to `config` (an ml_collections.ConfigDict) and returns it."""
-  groups, ranks, wds, fracs, keys = [], [], [], [], []
+def apply_arg(config, arg, task, default_ranks=None):
+  """Applies the argument string to `config` (an ml_collections.ConfigDict) for `task` (its group and variant
+  words) and returns it. Without rank tokens, decomposed layer groups get default_ranks(groups) -> (ranks, pcts):
+  the experiment's (paper's) ranks."""
+  group_words = task.words()
+  groups, ranks, pcts, wds, fracs, keys = [], [], [], [], [], []
 
   def once(seen, value, tok):
     if value in seen:
@@ -99,7 +114,8 @@ def apply_arg(config, arg, group_words):
     elif tok in group_words:
       once(groups, tok, tok)
     elif re.fullmatch(r"[rp][0-9.eE+-]+", tok):
-      once(ranks, rank_token(*parse_rank_token(tok)), tok)
+      kind, value = parse_rank_token(tok)
+      once(ranks if kind == "r" else pcts, value, tok)
     elif re.fullmatch(r"f[0-9.eE+-]+", tok):
       pct = parse_number(tok[1:], f"train fraction {tok!r}")
       if not 0 < pct < 100:
@@ -109,17 +125,22 @@ def apply_arg(config, arg, group_words):
         raise ConfigError(f"{tok!r}: one train fraction per run (fX given twice)")
       config.frac = pct / 100
     elif re.fullmatch(r"wd[0-9.eE+-]+", tok):
-      once(wds, f"{parse_weight_decay(tok[2:]):g}", tok)
+      once(wds, parse_weight_decay(tok[2:]), tok)
     else:
       raise ConfigError(
           f"unknown token {tok!r}; allowed: group words {', '.join(group_words)}; "
           "rN (rank), pX (percent of full rank), fX (train percent), wdX (weight decay), key=value")
   if groups:
     config.group = ",".join(groups)
-  if ranks:
-    config.ranks = ",".join(ranks)
+  if ranks or pcts:
+    config.ranks, config.pcts = tuple(ranks), tuple(float(p) for p in pcts)
+  elif default_ranks and not (config.ranks or config.pcts):
+    decomposed = tuple(w for w in split_tokens(config.group) if w in task.groups and w != "none")
+    if decomposed:
+      r, p = default_ranks(decomposed)
+      config.ranks, config.pcts = tuple(r), tuple(float(x) for x in p)
   if wds:
-    config.weight_decays = ",".join(wds)
+    config.weight_decays = tuple(wds)
   return config
 
 
@@ -130,34 +151,31 @@ def parse_weight_decay(text):
   return x
 
 
-def weight_decays(c):
-  """The run's weight decays: `weight_decays` (one model per value and seed) or else [weight_decay]."""
-  out = [parse_weight_decay(t) for t in split_tokens(c.get("weight_decays", ""))] or [c.weight_decay]
-  if len(set(out)) < len(out):
-    raise ConfigError(f"weight_decays={c.weight_decays!r} repeats a value; give each once")
-  return out
-
-
 def base(**fields):
-  """A ConfigDict with the fields every experiment shares, updated with `fields`."""
+  """A ConfigDict with the fields every experiment has, at their mechanism defaults (PyTorch's optimiser
+  defaults among them), updated with the experiment's `fields`."""
   c = ml_collections.ConfigDict()
   c.task = ""
   c.group = "none"
-  c.ranks = ""  # comma-separated rank tokens; empty = the paper's ranks for the group
+  c.ranks = ()  # absolute ranks; with pcts, one model per rank and seed; none given: the experiment's ranks
+  c.pcts = ()  # ranks as percents of each layer's full rank
   c.baseline = True
-  c.seeds = 5
+  c.seeds = 1
   c.seed = 0
   c.frac = 0.5
-  c.steps = 0.0  # 0 = the paper's step count for the train fraction
-  c.batch_size = 512
+  c.steps = 0.0  # 0 = the experiment's count (for the train fraction, or from epochs)
+  c.batch_size = 1
+  c.optimizer = "adamw"
   c.lr = 1e-3
+  c.b1, c.b2, c.eps, c.momentum = 0.9, 0.999, 1e-8, 0.0
   c.weight_decay = 0.0
-  c.weight_decays = ""  # comma-separated; several = a weight-decay sweep in one cohort; empty = weight_decay
+  c.weight_decays = ()  # several = a weight-decay sweep in one cohort; empty = (weight_decay,)
+  c.loss = "xent"
+  c.init = "torch"
   c.init_scale = 1.0  # every initial parameter is multiplied by this (Omnigrok's alpha), before factorising
   c.eval_points = 200
   c.eval_spacing = "log"  # log: ~eval_points log-spaced steps; linear: every steps/eval_points steps
   c.matmul_precision = "highest"
-  c.init = "torch"
   c.data_dir = ""
   c.eval_chunk = 0  # examples per evaluation pass (bounds memory at models x eval_chunk); 0 = all at once
   c.progress_seconds = 10.0
@@ -165,6 +183,46 @@ def base(**fields):
   c.checkpoint_minutes = 5.0  # between evaluation points, a checkpoint at the first chunk boundary after this long
   c.update(fields)
   return c
+
+
+def load(path, arg=""):
+  """get_config(arg) of the experiment file at `path`; ConfigError for a missing or broken file."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file {path!r} not found; see experiments/ for the experiment files")
+  spec = importlib.util.spec_from_file_location("dlgrok_experiment", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 - the user's file: one line, not a traceback into it
+    raise ConfigError(f"{path} failed to load: {type(e).__name__}: {e}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"{path} has no get_config(arg) function; see experiments/mod97.py for the form")
+  return module.get_config(arg)
+
+
+def upgrade(d):
+  """A config.json dict written by an earlier version, in today's form: rank and weight-decay strings as lists of
+  numbers, and the fields then implied by the task (MNIST's [0, 1] pixels, App. F's MSE, App. E's SGD)."""
+  d = dict(d)
+  if isinstance(d.get("ranks"), str):
+    parsed = [parse_rank_token(t) for t in split_tokens(d["ranks"])]
+    d["ranks"], d["pcts"] = [v for k, v in parsed if k == "r"], [float(v) for k, v in parsed if k == "p"]
+    experiment = os.path.join(EXPERIMENTS, f"{d.get('task')}.py")
+    if not parsed and os.path.isfile(experiment):  # "" meant the experiment's ranks for the group
+      defaults = load(experiment, d.get("group", "none"))
+      d["ranks"], d["pcts"] = list(defaults.ranks), list(defaults.pcts)
+  if isinstance(d.get("weight_decays"), str):
+    d["weight_decays"] = [float(x) for x in split_tokens(d["weight_decays"])] or [d.get("weight_decay", 0.0)]
+  implied = {"mnist_grok": {"pixels": "unit", "loss": "mse"}, "mnist_wd": {"pixels": "unit", "optimizer": "sgd"}}
+  for k, v in implied.get(d.get("task"), {}).items():
+    d.setdefault(k, v)
+  return d
+
+
+def from_json(d):
+  """The ConfigDict of a config.json dict (of any version), tuples where configs hold tuples."""
+  d = upgrade(d)
+  return ml_collections.ConfigDict({k: tuple(v) if k in TUPLES else v for k, v in d.items()})
 
 
 def check_number(c, key, low, high, low_ok, allowed):
@@ -193,10 +251,17 @@ def check_common(c):
     raise ConfigError(f"eval_spacing={c.eval_spacing!r}; allowed: {', '.join(SPACINGS)}")
   if c.matmul_precision not in PRECISIONS:
     raise ConfigError(f"matmul_precision={c.matmul_precision!r}; allowed: {', '.join(PRECISIONS)}")
-  weight_decays(c)
-  if c.get("eval_chunk", 0) < 0:
+  if c.eval_chunk < 0:
     raise ConfigError(f"eval_chunk={c.eval_chunk}: must be >= 0")
-  for tok in split_tokens(c.ranks):
-    if not re.fullmatch(r"[rp][0-9.eE+-]+", tok):
-      raise ConfigError(f"ranks={c.ranks!r}: {tok!r} is not a rank token (rN or pX)")
-    parse_rank_token(tok)
+  for k in c.ranks:
+    if k < 1:
+      raise ConfigError(f"ranks={tuple(c.ranks)}: rank {k} is below 1")
+  for p in c.pcts:
+    if not 0 < p <= 100:
+      raise ConfigError(f"pcts={tuple(c.pcts)}: rank percent {p:g} is outside (0, 100]")
+  for wd in c.weight_decays:
+    if not wd >= 0:
+      raise ConfigError(f"weight_decays={tuple(c.weight_decays)}: weight decay {wd:g} must be >= 0")
+  for key in TUPLES:
+    if len(set(c[key])) < len(c[key]):
+      raise ConfigError(f"{key}={tuple(c[key])} repeats a value; give each once")

@@ -23,8 +23,18 @@ def is_factor(x):
   return isinstance(x, dict) and tuple(sorted(x)) == FACTOR_KEYS
 
 
+def as_usv(factor):
+  """(U, S, Vt) of a factorised leaf."""
+  return factor["U"], factor["S"], factor["Vt"]
+
+
 def path_str(path):
   return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def layer_name(path):
+  """The layer a leaf belongs to: its path without the leaf's own name ('block_0/ffn/fc1/kernel' -> 'block_0/ffn/fc1')."""
+  return path.rsplit("/", 1)[0] if "/" in path else path
 
 
 def leaf_paths(params):

@@ -7,41 +7,51 @@ ratios. --export writes model I as a dense parameter tree, every factorised laye
 --factors writes <workdir>/factors.npz, from which `python -m dlgrok.plot` draws the App. C figures.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dlgrok import analysis, checkpoint, cohorts, decompose, metrics, train
+from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, loop, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """A run as training wrote it: its plan, the cohort functions and per-model arrays, and the checkpoint's
+  parameters (per cohort, model axis first)."""
+  plan: cohorts.Plan
+  fns: list
+  arrays: list
+  params: list
+  step: int
+  steps: list  # every checkpoint step
 
 
 def load(workdir, step=None):
-  """(config, task, runners, step, states) restored from `workdir`."""
-  config = ml_collections.ConfigDict(metrics.load_config(workdir))
-  task, config = cohorts.resolve(config)
-  data = task.data(config)
-  runners = [train.CohortRunner(config, task, c, data) for c in cohorts.plan(config, task)]
+  """The run in `workdir` restored from its newest checkpoint (or `step`)."""
+  plan = cohorts.resolve(configs.from_json(metrics.load_config(workdir)))
+  places, _, arrays, fns = loop.build(plan)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   if not ckpt.steps():
     raise SystemExit(f"error: no checkpoint in {checkpoint.directory(workdir)}")
-  found, states = train.restore(ckpt, runners, [r.init() for r in runners], step)
+  fresh = [f.init(a) for f, a in zip(fns, arrays)]
+  found, saved = checkpoint.restore_into(ckpt, fresh, arrays, [p.size for p in places], loop.gather, step)
   ckpt.close()
-  return config, task, runners, found, states, ckpt.steps()
+  return Restored(plan, fns, arrays, [s["params"] for s in saved], found, ckpt.steps())
 
 
-def pick(runners, states, index):
-  """(runner, one model's params, its ranks, its position in the cohort) for global model `index`."""
-  for r, s in zip(runners, states):
-    i = index - r.cohort.first
-    if 0 <= i < len(r.cohort.models):
-      params = jax.tree_util.tree_map(lambda a: a[i], s["params"])
-      return r, params, {p: int(v[i]) for p, v in r.ranks.items()}, i
-  raise SystemExit(f"error: no model {index}; models are 0..{sum(len(r.cohort.models) for r in runners) - 1}")
+def pick(run, index):
+  """(cohort position, model position, one model's params, its ranks) for global model `index`."""
+  for j, (cohort, params, a) in enumerate(zip(run.plan.cohorts, run.params, run.arrays)):
+    i = index - cohort.first
+    if 0 <= i < len(cohort.models):
+      return j, i, jax.tree_util.tree_map(lambda x: x[i], params), {p: int(v[i]) for p, v in a["ranks"].items()}
+  raise SystemExit(f"error: no model {index}; models are 0..{run.plan.n_models - 1}")
 
 
 def layer_report(params, ranks):
@@ -52,7 +62,7 @@ def layer_report(params, ranks):
     if not decompose.is_factor(leaf):
       continue
     name = decompose.path_str(path)
-    u, s, vt = (np.asarray(leaf[k]) for k in ("U", "S", "Vt"))
+    u, s, vt = (np.asarray(x) for x in decompose.as_usv(leaf))
     k = ranks.get(name, s.shape[0])
     m, n = u.shape[0], vt.shape[1]
     a = analysis.recompose(u, s, vt, k)
@@ -75,31 +85,31 @@ def compressed(params, ranks, k):
   return jax.tree_util.tree_map_with_path(f, params, is_leaf=decompose.is_factor)
 
 
-def test_accuracy(runner, dense, i):
-  """Model i's test accuracy with `dense` parameters, evaluated as training evaluates it (prepared inputs, in
-  passes of eval_chunk examples)."""
-  _, ok = runner.per_example(dense)
-  return float(np.mean(np.asarray(ok)[~np.asarray(runner.is_train[i])]))
+def test_accuracy(run, j, i, dense):
+  """Model i of cohort j's test accuracy with `dense` parameters, evaluated as training evaluates it (prepared
+  inputs, in passes of eval_chunk examples)."""
+  _, ok = run.fns[j].per_example(dense)
+  return float(np.mean(np.asarray(ok)[~np.asarray(run.arrays[j]["is_train"][i])]))
 
 
 def report(workdir, step=None, model=None):
-  config, task, runners, found, states, steps = load(workdir, step)
-  out = {"workdir": workdir, "steps": steps, "step": found, "cohorts": [], "models": []}
-  for r in runners:
-    out["cohorts"].append({"name": r.cohort.name, "models": len(r.cohort.models)})
-    for i, m in enumerate(r.cohort.models):
-      out["models"].append({"model": r.cohort.first + i, "cohort": r.cohort.name, "group": r.cohort.name if
-                            r.cohort.words else "none", "rank": m.rank, "seed": m.seed, "frac": config.frac,
+  run = load(workdir, step)
+  out = {"workdir": workdir, "steps": run.steps, "step": run.step, "cohorts": [], "models": []}
+  for k in run.plan.cohorts:
+    out["cohorts"].append({"name": k.name, "models": len(k.models)})
+    for i, m in enumerate(k.models):
+      out["models"].append({"model": k.first + i, "cohort": k.name, "group": k.name if k.words else "none",
+                            "rank": m.rank, "seed": m.seed, "frac": run.plan.config.frac,
                             "weight_decay": m.weight_decay})
   chosen = range(len(out["models"])) if model is None else [model]
   out["details"] = {}
   for index in chosen:
-    r, params, ranks, _ = pick(runners, states, index)
+    _, _, params, ranks = pick(run, index)
     _, total = decompose.count_params(params, ranks)
     out["details"][index] = {"layers": layer_report(params, ranks), "total": total,
                              "trained_ratio": total["trained"] / total["dense"],
                              "inference_ratio": total["inference"] / total["dense"]}
-  return out, (config, runners, states)
+  return out, run
 
 
 def print_report(out):
@@ -118,38 +128,16 @@ def print_report(out):
             f"|VtVt'-I| {l['VtVt_minus_I']:.3g}  S off-diag {l['S_offdiag_mass']:.3g}  sv [{sv}, ...]")
 
 
-def export(runners, states, index, k, path):
+def export(run, index, k, path):
   """Writes model `index` SVD-compressed to rank k; returns (test accuracy before, after)."""
-  r, params, ranks, i = pick(runners, states, index)
-  before = test_accuracy(r, decompose.recompose(params, ranks), i)
+  j, i, params, ranks = pick(run, index)
+  before = test_accuracy(run, j, i, decompose.recompose(params, ranks))
   dense = compressed(params, ranks, k)
-  after = test_accuracy(r, dense, i)
+  after = test_accuracy(run, j, i, dense)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.abspath(path), {"params": dense}, force=True)
     ckptr.wait_until_finished()
   return before, after
-
-
-def save_factors(workdir, runners, states, models=None):
-  """<workdir>/factors.npz for plot's App. C figures: 'm{model}/{layer}/U|S|Vt' of factorised layers, and
-  'm{model}/{layer}/A' of the same layers in dense (baseline) models."""
-  layers = {cohorts.layer_name(p) for r in runners for p in r.cohort.max_ranks}
-  arrays = {}
-  for r, s in zip(runners, states):
-    for i in range(len(r.cohort.models)):
-      index = r.cohort.first + i
-      if models is not None and index not in models:
-        continue
-      params = jax.tree_util.tree_map(lambda a: a[i], s["params"])
-      for path, leaf in jax.tree_util.tree_flatten_with_path(params, is_leaf=decompose.is_factor)[0]:
-        layer = cohorts.layer_name(decompose.path_str(path))
-        if layer not in layers or not (decompose.is_factor(leaf) or np.ndim(leaf) == 2):
-          continue
-        parts = leaf if decompose.is_factor(leaf) else {"A": leaf}
-        arrays.update({f"m{index}/{layer}/{k}": np.asarray(v) for k, v in parts.items()})
-  path = os.path.join(workdir, "factors.npz")
-  np.savez_compressed(path, **arrays)
-  return path
 
 
 def main(argv=None):
@@ -164,12 +152,12 @@ def main(argv=None):
   a = ap.parse_args(argv)
   if a.export and not a.rank:
     ap.error("--export needs --rank K")
-  out, (_, runners, states) = report(a.workdir, a.step, a.model)
+  out, run = report(a.workdir, a.step, a.model)
   if a.export:
-    before, after = export(runners, states, a.model or 0, a.rank, a.export)
+    before, after = export(run, a.model or 0, a.rank, a.export)
     out["export"] = {"path": a.export, "rank": a.rank, "test_acc_before": before, "test_acc_after": after}
   if a.factors:
-    out["factors"] = save_factors(a.workdir, runners, states, None if a.model is None else [a.model])
+    out["factors"] = factors.write(a.workdir, run.plan, run.params, None if a.model is None else [a.model])
   if a.json:
     json.dump(out, sys.stdout, indent=1)
     print()

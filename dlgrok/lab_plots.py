@@ -13,12 +13,12 @@ import textwrap
 from collections import namedtuple
 
 import matplotlib
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # the Agg backend and style: figstyle
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, plot  # plot sets the Agg backend and the figure style
+from dlgrok import analysis, figstyle
 
 REMEDY_NAMES = {"grokfast_ema": "grokfast EMA", "grokfast_ma": "grokfast MA", "stablemax": "StableMax",
                 "orthograd": "⊥Grad"}
@@ -69,7 +69,7 @@ def arms(rows):
     out.setdefault(analysis.arm_key(rs[0]), []).append(rs)
   def order(item):
     (group, variant, _, remedy, params, wd, frac), models = item
-    return (frac, not is_baseline(item[0]), plot.group_key(group), analysis.rank_sort_key(models[0][0]),
+    return (frac, not is_baseline(item[0]), figstyle.group_key(group), analysis.rank_sort_key(models[0][0]),
             variant or "", remedy, params, wd or 0)
   return sorted(out.items(), key=order)
 
@@ -148,7 +148,7 @@ def compare_figure(rows):
   handles = [Line2D([], [], color="grey", ls=":"), Line2D([], [], color="grey"),
              Line2D([], [], color="0.5", alpha=0.6)]
   fig.legend(handles, ["train", "test", "baseline test"], loc="outside lower center", ncol=3, frameon=False)
-  plot.suptitle(fig, "Arms compared: train (dotted) and test (solid) accuracy, mean ± std over seeds\ngrey: the "
+  figstyle.suptitle(fig, "Arms compared: train (dotted) and test (solid) accuracy, mean ± std over seeds\ngrey: the "
                      "baseline's test accuracy (no remedy, weight decay 0, same training fraction)")
   return fig
 
@@ -220,11 +220,11 @@ def phase_figure(ph, measure, what):
   label = "log10 steps to a 1 % gap" if steps else "final test accuracy (%)"
   fig.colorbar(im, ax=[top, bottom], label=label, shrink=0.9)
   if steps:
-    plot.suptitle(fig, f"Steps to a 1 % generalisation gap: {what}\nmean of the seeds that reached it, greener = "
+    figstyle.suptitle(fig, f"Steps to a 1 % generalisation gap: {what}\nmean of the seeds that reached it, greener = "
                        "fewer; (r/n): r of n did\nn.w.b.: not within budget, no seed reached it in the run's steps\n"
                        "div.: every model diverged")
   else:
-    plot.suptitle(fig, f"Final test accuracy in %: {what}\nmean over the models that did not diverge; (r/n): r of n "
+    figstyle.suptitle(fig, f"Final test accuracy in %: {what}\nmean over the models that did not diverge; (r/n): r of n "
                        "did not diverge; div.: every model diverged")
   return fig
 
@@ -240,7 +240,7 @@ def phase_sets(rows):
   these differ between the group's models), each with all baseline rows; the suffix names what differs."""
   rows = [dict(r, set_key=set_key(r)) for r in rows]
   keys = sorted({r["set_key"] for r in rows if r["group"] != "none" and r.get("pct") is not None},
-                key=lambda k: (plot.group_key(k[0]), str(k[1:])))
+                key=lambda k: (figstyle.group_key(k[0]), str(k[1:])))
   vary = [i for i in range(5) if len({k[i] for k in keys}) > 1]
   out = {}
   for k in keys:
@@ -248,7 +248,7 @@ def phase_sets(rows):
     params = json.loads(params)
     words = [group.replace(",", "+"), variant, remedy, "".join(f"{a}{fmt(b)}" for a, b in params.items()),
              f"wd{wd or 0:g}"]
-    title = ", ".join([f"{plot.group_name(group)} decomposed" + (f" ({variant})" if variant else "")]
+    title = ", ".join([f"{figstyle.group_name(group)} decomposed" + (f" ({variant})" if variant else "")]
                       + [remedy_label(remedy, params)] * (remedy != "none") + [f"wd {wd:g}"] * bool(wd))
     sub = [r for r in rows if r["group"] == "none" or r["set_key"] == k]
     out["".join(f"_{words[i]}" for i in vary)] = (title, group, sub)

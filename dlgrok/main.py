@@ -2,7 +2,6 @@
 
 --workdir defaults to runs/<experiment>-<argument>[-<overrides>]. Bad configs exit with status 2 and one line.
 """
-import importlib.util
 import os
 import re
 import shlex
@@ -40,16 +39,19 @@ def maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
-def main(argv):
+def main(argv, config):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if config is None:
+    print("error: --config=experiments/<family>.py:<argument> is required (see experiments/)", file=sys.stderr)
+    sys.exit(2)
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO; --verbosity=0 brings it back
     logging.set_verbosity(logging.WARNING)
   maybe_initialize_distributed()
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
                                               config_flags.get_override_values(flags.FLAGS["config"]))
   try:
-    train.run(_CONFIG.value, workdir, allow_config_change=_ALLOW.value)
+    train.run(config, workdir, allow_config_change=_ALLOW.value)
   except (configs.ConfigError, decompose.DecomposeError, metrics.MetricsError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -70,17 +72,7 @@ def preflight(argv):
   if spec is None:
     return None
   path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise configs.ConfigError(f"config file {path!r} not found; see experiments/ for the experiment files")
-  module_spec = importlib.util.spec_from_file_location("dlgrok_experiment", path)
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except Exception as e:  # noqa: BLE001 - the user's file: one line, not a traceback into it
-    raise configs.ConfigError(f"{path} failed to load: {type(e).__name__}: {e}") from None
-  if not callable(getattr(module, "get_config", None)):
-    raise configs.ConfigError(f"{path} has no get_config(arg) function; see experiments/mod97.py for the form")
-  config = module.get_config(arg)
+  config = configs.load(path, arg)
   for a in argv:
     if a.startswith("--config."):
       field, eq, value = a[len("--config."):].partition("=")
@@ -94,11 +86,13 @@ def preflight(argv):
 
 def run():
   try:
-    preflight(sys.argv[1:])
+    config = preflight(sys.argv[1:])
   except (configs.ConfigError, decompose.DecomposeError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  app.run(main)
+  # absl parses the flags again (the --config flag declares them); training takes the config built above, so
+  # there is one parser of values and one error style
+  app.run(lambda argv: main(argv, config))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,34 @@ import math
 import os
 import warnings
 
+from dlgrok import decompose
+
 WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
 
 
 class MetricsError(ValueError):
   """A metrics.jsonl or config.json that cannot be read; the message names the file and line."""
+
+
+def rows(cohort, step, frac, ev, wall):
+  """The rows of one cohort at `step` (this module owns their schema), from evaluate()'s per-model outputs on
+  the host. A model is diverged when a loss or stable rank is not finite (argmax accuracies of NaN parameters
+  are finite): its accuracies, losses, gap and stable ranks are null."""
+  out = []
+  for i, m in enumerate(cohort.models):
+    vals = {k: float(ev[k][i]) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    ranks = {k: float(v[i]) for k, v in ev["stable_rank"].items()}
+    diverged = not all(math.isfinite(v) for v in (*vals.values(), *ranks.values()))
+    if diverged:
+      vals, ranks = dict.fromkeys(vals), dict.fromkeys(ranks)
+    out.append({
+        "step": step, "model": cohort.first + i, "cohort": cohort.name, "seed": m.seed,
+        "group": ",".join(cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": frac,
+        "layer_ranks": {decompose.layer_name(p): k for p, k in m.layer_ranks.items()},
+        "weight_decay": float(m.weight_decay), **{f"{k}_params": v for k, v in m.counts.items()}, **vals,
+        "diverged": diverged, "gap": vals["train_acc"] - vals["test_acc"] if not diverged else None,
+        "compression": m.counts["trained"] / m.counts["dense"], "stable_rank": ranks, "wall": round(wall, 3)})
+  return out
 
 
 def path(workdir):

@@ -8,57 +8,17 @@ marked, not shown as results: gaps in curves, "(k diverged)" in legends, "div." 
 """
 import argparse
 import os
-import textwrap
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+from dlgrok import analysis, factors, lab_plots, metrics
+from dlgrok.figstyle import group_key, group_name, rank_label, fmt_step, suptitle  # noqa: F401 (and the style)
 
-from dlgrok import analysis, metrics  # noqa: E402
-
-# sized so that a 3-panel figure scaled to a paper's text width keeps ~6 pt text
-plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 10, "figure.titlesize": 12,
-                     "figure.dpi": 150})
 BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
-GROUP_NAMES = {"none": "baseline", "pos": "position embedding", "tok": "token embedding",
-               "attn": "multi-head attention", "qkv": "QKV_in", "proj": "Proj_out", "ffn": "feed-forward blocks",
-               "fc1": "FC1", "fc2": "FC2", "out": "output layer", "patch": "patch embedding", "pre": "pre-logits",
-               "all": "all layers", "all_but_fc1_out": "all but FC1 and output",
-               "nopos": "no position embedding", "l1": "layer 1", "l2": "layer 2", "l3": "layer 3",
-               "l23": "layers 2 + 3"}
-
-
-def group_key(group):
-  """Orders groups as the paper: embeddings, attention, feed-forward, output, all; unknown ones last."""
-  order = list(GROUP_NAMES)
-  return [order.index(g) if g in order else len(order) for g in group.split(",")], group
-
-
-def group_name(group):
-  return " + ".join(GROUP_NAMES.get(g, g) for g in group.split(","))
-
-
-def rank_label(group, rank):
-  if group == "none":
-    return "baseline"
-  if rank.startswith("p"):
-    return f"rank {rank[1:]} %"
-  return f"rank {rank[1:]}" if rank.startswith("r") else rank
-
-
-def fmt_step(s):
-  return "0" if s == 0 else analysis.num(s, 2)
-
-
-def suptitle(fig, text):
-  """A figure title wrapped to the figure's width (about 10 characters per inch at this font size)."""
-  width = int(fig.get_figwidth() * 10)
-  text = text.replace(" %", "\u00a0%")  # keep "50 %" on one line
-  fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
 
 
 def load(workdirs):
@@ -257,33 +217,6 @@ def sort_key(v):
   return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
 
 
-def load_factors(workdir, rows):
-  """{layer: [(label, [(U, S, Vt, k), ...]), ...]} from <workdir>/factors.npz (keys 'm{model}/{layer}/U|S|Vt'
-  for factorised layers, 'm{model}/{layer}/A' for dense ones; dense layers are kept for baselines only)."""
-  path = os.path.join(workdir, "factors.npz")
-  if not os.path.exists(path):
-    return {}
-  data = np.load(path)
-  info = {r["model"]: r for r in rows if r["run"] == workdir}
-  found = {}
-  for key in data.files:
-    model, rest = key.split("/", 1)
-    layer, part = rest.rsplit("/", 1)
-    found.setdefault((int(model[1:]), layer), {})[part] = data[key]
-  out = {}
-  for (model, layer), parts in sorted(found.items()):
-    row = info[model]
-    if "A" in parts and row["group"] != "none":
-      continue
-    if "A" in parts:
-      f = analysis.dense_factors(parts["A"]) + (None,)
-    else:
-      f = (parts["U"], parts["S"], parts["Vt"], row["layer_ranks"].get(layer))
-    key = (row["group"] != "none", analysis.rank_sort_key(row), row["group"], row["rank"])
-    out.setdefault(layer, {}).setdefault(key, []).append(f)
-  return {layer: [(rank_label(k[2], k[3]), fs) for k, fs in sorted(labels.items())] for layer, labels in out.items()}
-
-
 def factor_figure(entries, layer):
   """Figures 16-18: mean U^T U, Vt Vt^T and log10|S| over models per label (white = exactly zero)."""
   fig, axes = plt.subplots(3, len(entries), figsize=(2.3 * len(entries) + 1.0, 6.6), squeeze=False,
@@ -353,7 +286,7 @@ def figures(rows, workdirs):
     yield "grid_test_acc", grid_figure(rows, "best_test", **keys)
     yield "grid_gap", grid_figure(rows, "gap", **keys)
   for w in workdirs:
-    for layer, entries in load_factors(w, rows).items():
+    for layer, entries in factors.read(w, rows, rank_label).items():
       stem = f"{os.path.basename(os.path.normpath(w))}_{layer.replace('/', '_')}"
       yield f"factors_{stem}", factor_figure(entries, layer)
       yield f"spectra_{stem}", spectra_figure(entries, layer)
@@ -373,7 +306,6 @@ def main(argv=None):
   rows = load(args.workdirs)
   out = args.out or os.path.join(args.workdirs[0], "plots")
   os.makedirs(out, exist_ok=True)
-  from dlgrok import lab_plots  # it imports this module
   lab = args.compare or args.phase
   for stem, fig in lab_plots.figures(rows, args.compare, args.phase) if lab else figures(rows, args.workdirs):
     for ext in ("png", "pdf") if args.pdf else ("png",):

@@ -13,8 +13,14 @@ block of each split, at eval_points=10 equal intervals; rows carry gap (train - 
 (trained / dense parameters). dropout_site=qkv moves the attention dropout from the softmax onto q, k, v.
 Data: input.txt in data_dir, else $DLGROK_DATA/tinyshakespeare, ../shared/data/tinyshakespeare, ~/data/...
 """
-from dlgrok import configs, tasks
+from dlgrok import configs
+from dlgrok.tasks import shakespeare
+
+PAPER_PCTS = (12.5, 25, 50, 75, 100)
 
 
 def get_config(arg=""):
-  return configs.apply_arg(tasks.shakespeare_config(), arg, tasks.get("shakespeare").words())
+  c = configs.base(task="shakespeare", width=384, heads=6, layers=6, block=256, dropout=0.2, dropout_site="probs",
+                   optimizer="adamw", lr=3e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, batch_size=64,
+                   steps=5000.0, seeds=3, frac=0.9, eval_points=10, eval_spacing="linear", eval_chunk=32)
+  return configs.apply_arg(c, arg, shakespeare.TASK, lambda groups: ((), PAPER_PCTS))

@@ -12,17 +12,47 @@ import pytest  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="dlgrok-jax-cache-"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
-from dlgrok import tasks  # noqa: E402
+from dlgrok import cohorts, configs, loop, metrics  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def experiment(name, arg=""):
+  """get_config(arg) of experiments/<name>.py, as `--config=experiments/<name>.py:<arg>` builds it."""
+  return configs.load(os.path.join(ROOT, "experiments", f"{name}.py"), arg)
+
+
 def tiny_config(**fields):
-  """A mod-p config small enough to train in seconds on a CPU core."""
-  c = tasks.mod_p_config(p=11, op="x+y", width=32, heads=2, frac=0.8, steps=60.0, seeds=2, batch_size=32,
-                         eval_points=4, progress_seconds=1e9)
-  c.update(fields)
+  """A mod-p config small enough to train in seconds on a CPU core; group, ranks and weight_decays are given as
+  the grammar's words and tokens ('ffn', 'r4,r16', '0,0.1'), the rest as config fields."""
+  tokens = [t for t in fields.pop("group", "none").split(",") + fields.pop("ranks", "").split(",") if t]
+  tokens += [f"wd{w}" for w in fields.pop("weight_decays", "").split(",") if w]
+  c = experiment("mod97", ",".join(tokens + ["f80"]))
+  c.update(dict(p=11, op="x+y", width=32, heads=2, steps=60.0, seeds=2, batch_size=32, eval_points=4,
+                progress_seconds=1e9), **fields)
   return c
+
+
+class Runner:
+  """One cohort of a config through the product's own plan and cohort functions (a test's handle on them)."""
+
+  def __init__(self, config, cohort_index=-1):
+    self.plan = cohorts.resolve(config)
+    _, self.data, arrays, fns = loop.build(self.plan)
+    self.cohort = self.plan.cohorts[cohort_index]
+    self.fns, self.a = fns[cohort_index], arrays[cohort_index]
+    self.model = self.plan.task.model(self.plan.config, self.cohort.variants)
+    self.ranks, self.x = self.a["ranks"], self.data["x"]
+
+  def init(self):
+    return self.fns.init(self.a)
+
+  def chunk(self, state, step0, n):
+    return self.fns.chunk(state, self.a, jax.numpy.int32(step0), jax.numpy.int32(n))
+
+  def rows(self, step, params, wall=0.0):
+    ev = loop.gather(self.fns.evaluate(params, self.a))
+    return metrics.rows(self.cohort, step, self.plan.config.frac, ev, wall)
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dlgrok import cohorts, decompose, metrics, tasks, train
+from conftest import experiment
+from dlgrok import cohorts, decompose, metrics, train
 from dlgrok.data import cifar10
 from dlgrok.models import gpt, vit
 
@@ -31,11 +32,11 @@ def cifar_dir(tmp_path_factory):
 
 def trained_params(config):
   """Whole-model trained parameters of every model `plan` makes, from eval_shape (nothing is trained)."""
-  task, config = cohorts.resolve(config)
+  plan = cohorts.resolve(config)
   out = []
-  for cohort in cohorts.plan(config, task):
-    model = task.model(config, ())
-    x = tasks.example(task, jnp.asarray(task.data(config).x[:1]))
+  for cohort in plan.cohorts:
+    model = plan.task.model(plan.config, ())
+    x = plan.task.prepare(jnp.asarray(plan.data.x[:1]))
     tree = jax.eval_shape(lambda k: decompose.factorise(model.init(k, x)["params"], cohort.max_ranks),
                           jax.random.PRNGKey(0))
     out += [decompose.count_params(tree, m.layer_ranks)[1] for m in cohort.models]
@@ -51,7 +52,7 @@ def test_paper_parameter_counts_of_both_models():
 
 def test_shakespeare_compression_matches_the_paper(text_dir):
   """App. G.1: all layers at 12.5 % -> 1,815,249 parameters (0.1683); at 50 % -> 0.7215 (7,784,837 = 0.72157)."""
-  rows = trained_params(tasks.shakespeare_config(group="all", ranks="p12.5,p50", seeds=1, data_dir=text_dir))
+  rows = trained_params(experiment("shakespeare", f"all,p12.5,p50,seeds=1,data_dir={text_dir}"))
   assert [r["dense"] for r in rows] == [10_788_929] * 3
   assert [r["trained"] for r in rows] == [10_788_929, 1_815_249, 7_784_837]
   assert f"{1_815_249 / 10_788_929:.4f}" == "0.1683" and str(7_784_837 / 10_788_929)[:6] == "0.7215"
@@ -59,13 +60,20 @@ def test_shakespeare_compression_matches_the_paper(text_dir):
 
 def test_cifar_compression_near_the_paper(cifar_dir):
   """App. G.2 "all but fc1 and output" at 12.5 %: the paper's 363,658 (0.4394) needs the 64 x 128 position table
-  at rank 16 (12.5 % of its width), which r16 gives; dlgrok's p12.5 (12.5 % of min(m, n) = 8) gives 361,930."""
-  c = tasks.cifar_config(group="all_but_fc1_out", ranks="p12.5,r16", seeds=1, data_dir=cifar_dir, n_train=40)
-  assert [r["trained"] for r in trained_params(c)] == [827_530, 361_930, 363_658]
-  task, c = cohorts.resolve(c)
-  specs = cohorts.plan(c, task)[1].models
-  assert len(specs[1].layer_ranks) == 2 + 6 * 5 and set(specs[1].layer_ranks.values()) == {16}
-  assert specs[0].layer_ranks["pos_emb/embedding"] == 8
+  at rank 16 (12.5 % of its width), which r16 gives; dlgrok's p12.5 (12.5 % of min(m, n) = 8) gives 361,930.
+  A cohort orders absolute ranks before percents: r16, then p12.5."""
+  c = experiment("cifar10", f"all_but_fc1_out,p12.5,r16,seeds=1,data_dir={cifar_dir},n_train=40")
+  assert [r["trained"] for r in trained_params(c)] == [827_530, 363_658, 361_930]
+  specs = cohorts.resolve(c).cohorts[1].models
+  assert [m.rank for m in specs] == ["r16", "p12.5"]
+  assert len(specs[0].layer_ranks) == 2 + 6 * 5 and set(specs[0].layer_ranks.values()) == {16}
+  assert specs[1].layer_ranks["pos_emb/embedding"] == 8
+
+
+def tiny(name, arg, **fields):
+  c = experiment(name, arg)
+  c.update(fields)
+  return c
 
 
 def strip(rows):
@@ -74,11 +82,11 @@ def strip(rows):
 
 
 def check_vmapped_equals_alone(config, tmp_path, group, ranks):
-  train.run(config(group=group, ranks=",".join(ranks), baseline=False), str(tmp_path / "all"))
+  train.run(config(",".join([group, *ranks, "baseline=false"])), str(tmp_path / "all"))
   together = metrics.read(str(tmp_path / "all"))
   alone = []
   for r in ranks:
-    train.run(config(group=group, ranks=r, baseline=False), str(tmp_path / r))
+    train.run(config(f"{group},{r},baseline=false"), str(tmp_path / r))
     alone += metrics.read(str(tmp_path / r))
   a, b = strip(together), strip(alone)
   assert len(a) == len(b) == len(ranks) * 3 and a[-1]["step"] == 6
@@ -90,14 +98,14 @@ def check_vmapped_equals_alone(config, tmp_path, group, ranks):
 
 
 def test_tiny_gpt_vmapped_over_ranks_equals_alone(text_dir, tmp_path):
-  config = lambda **f: tasks.shakespeare_config(
-      data_dir=text_dir, width=16, heads=2, layers=1, block=16, batch_size=4, seeds=1, steps=6.0, eval_points=2,
-      frac=0.5, progress_seconds=1e9, **f)
+  config = lambda arg: tiny(
+      "shakespeare", arg, data_dir=text_dir, width=16, heads=2, layers=1, block=16, batch_size=4, seeds=1,
+      steps=6.0, eval_points=2, frac=0.5, progress_seconds=1e9)
   check_vmapped_equals_alone(config, tmp_path, "all", ["r2", "r8"])
 
 
 def test_tiny_vit_vmapped_over_ranks_equals_alone(cifar_dir, tmp_path):
-  config = lambda **f: tasks.cifar_config(
-      data_dir=cifar_dir, n_train=40, width=16, heads=2, layers=1, batch_size=8, seeds=1, steps=6.0,
-      eval_points=2, epochs=2, warmup_epochs=1, progress_seconds=1e9, **f)
+  config = lambda arg: tiny(
+      "cifar10", arg, data_dir=cifar_dir, n_train=40, width=16, heads=2, layers=1, batch_size=8, seeds=1, steps=6.0,
+      eval_points=2, epochs=2, warmup_epochs=1, progress_seconds=1e9)
   check_vmapped_equals_alone(config, tmp_path, "attn", ["r2", "r8"])

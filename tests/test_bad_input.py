@@ -22,7 +22,7 @@ MOD97_CASES = [
     ("ffn,pnan", [], "unknown token 'pnan'"), ("ffn,pinf", [], "unknown token 'pinf'"),
     ("f0", [], "'f0'"), ("f100", [], "'f100'"), ("f80,f65", [], "'f65'"), ("fnan", [], "unknown token 'fnan'"),
     ("ffn,ffn", [], "'ffn' repeats"), ("ffn,r8,r8", [], "'r8' repeats"),
-    ("ffn,p50,r16", [], "'p50' and 'r16' give the same ranks"), ("wd0.1,wd0.1", [], "'wd0.1' repeats"),
+    ("ffn,p50,r16", [], "'r16' and 'p50' give the same ranks"), ("wd0.1,wd0.1", [], "'wd0.1' repeats"),
     ("wd-1", [], "weight decay -1"), ("wdnan", [], "'wdnan'"), ("foo", [], "unknown token 'foo'"),
     ("steps=abc", [], "'abc' is not a number"), ("steps=", [], "steps: '' is not a number"),
     ("steps=nan", [], "'nan' is not a finite number"), ("steps=inf", [], "'inf' is not a finite number"),
@@ -39,18 +39,20 @@ MOD97_CASES = [
     ("p=96,op=x/y", [], "96"), ("op=x%y", [], "x%y"), ("frac=1.5", [], "frac=1.5"), ("frac=0", [], "frac=0"),
     ("baseline=maybe", [], "baseline=maybe"), ("unknown=3", [], "unknown config field 'unknown'"),
     ("b2=1.0", [], "b2=1"), ("eps=0", [], "eps=0"), ("eval_chunk=-1", [], "eval_chunk=-1"),
-    ("ranks=r8", [], "no layer group"), ("tok,r100", [], "rank 100"), ("pos,r6", [], "rank 6"),
+    ("ranks=8", [], "ranks r8 given but no layer group"), ("tok,r100", [], "rank 100"), ("pos,r6", [], "rank 6"),
     ("checkpoint_minutes=-1", [], "checkpoint_minutes=-1"), ("progress_seconds=0", [], "progress_seconds=0"),
     ("warmup_start=-0.1", [], "warmup_start=-0.1"), ("init_scale=0", [], "init_scale=0"),
-    ("ranks=q8,ffn", [], "'q8' is not a rank token"), ("group=ffn,ranks=r8,baseline=1", [], None),
+    ("ranks=q8,ffn", [], "ranks: 'q8' is not a number"), ("pcts=101,ffn", [], "rank percent 101"),
+    ("ranks=2.5,ffn", [], "ranks=2.5: expected whole numbers"), ("group=ffn,ranks=8,baseline=1", [], None),
     ("", ["--config.steps=abc"], "'abc' is not a number"), ("", ["--config.steps="], "'' is not a number"),
     ("", ["--config.seeds=1.5"], "seeds=1.5"), ("", ["--config.batch_size=big"], "'big'"),
     ("", ["--config.nosuch=1"], "unknown config field 'nosuch'"), ("", ["--config.lr=nan"], "'nan'"),
     ("", ["--config.steps"], "--config.steps: give a value"), ("", ["--config.baseline=2"], "baseline=2"),
 ]
 # documented acceptances: (argument, what the resolved config holds)
-ACCEPTED = [("steps=1e4", {"steps": 10000.0}), ("seeds=3.0", {"seeds": 3}), ("ffn, r8", {"ranks": "r8"}),
-            ("ffn,p12.5", {"ranks": "p12.5"}), ("steps=0,f80", {"steps": 10000.0}), ("baseline=1", {"baseline": True})]
+ACCEPTED = [("steps=1e4", {"steps": 10000.0}), ("seeds=3.0", {"seeds": 3}), ("ffn, r8", {"ranks": (8,)}),
+            ("ffn,p12.5", {"pcts": (12.5,)}), ("steps=0,f80", {"steps": 10000.0}), ("baseline=1", {"baseline": True}),
+            ("ffn", {"pcts": (12.5, 25.0, 50.0, 75.0, 100.0)})]
 
 
 def outcome(argv, workdir):
@@ -82,8 +84,7 @@ def test_bad_value_gives_one_line_naming_it(tmp_path, arg, overrides, says):
 
 @pytest.mark.parametrize("arg,holds", ACCEPTED)
 def test_documented_acceptances(tmp_path, arg, holds):
-  config = main.preflight(argv_for(arg))
-  _, config = train.prepare(config, str(tmp_path / "w"))
+  config = train.prepare(main.preflight(argv_for(arg)), str(tmp_path / "w")).config
   assert {k: config[k] for k in holds} == holds
 
 

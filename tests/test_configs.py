@@ -1,27 +1,20 @@
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, experiment as get_config
 from dlgrok import cohorts, configs, tasks
-
-
-def get_config(name, arg):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments", f"{name}.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
 
 
 def test_paper_defaults():
   c = get_config("mod97", "ffn,r32")
-  task, r = cohorts.resolve(c)
+  plan = cohorts.resolve(c)
+  r = plan.config
   assert (r.p, r.op, r.frac, r.steps, r.seeds, r.lr, r.b1, r.b2, r.weight_decay, r.batch_size) == (
       97, "x/y", 0.5, 1e6, 5, 1e-3, 0.9, 0.98, 0.0, 512)
-  planned = cohorts.plan(r, task)
+  planned = plan.cohorts
   assert [(c.name, len(c.models)) for c in planned] == [("baseline", 5), ("ffn", 5)]
   assert set(planned[1].max_ranks) == {f"block_{i}/ffn/{f}/kernel" for i in (0, 1) for f in ("fc1", "fc2")}
 
@@ -29,38 +22,39 @@ def test_paper_defaults():
 @pytest.mark.parametrize("arg,frac,steps", [("f50", 0.5, 1e6), ("f65", 0.65, 1e5), ("f80", 0.8, 1e4),
                                             ("f80,steps=123", 0.8, 123)])
 def test_fractions_and_steps(arg, frac, steps):
-  _, r = cohorts.resolve(get_config("mod97", arg))
+  r = cohorts.resolve(get_config("mod97", arg)).config
   assert (r.frac, r.steps) == (frac, steps)
 
 
 def test_default_rank_panels():
-  task = tasks.get("mod97")
   for group, ranks in [("tok", [12, 25, 50, 74, 99]), ("pos", [1, 2, 3, 4, 5]), ("ffn", [16, 32, 64, 96, 128]),
                        ("attn", [16, 32, 64, 96, 128]), ("out", [12, 25, 50, 74, 99])]:
     c = get_config("mod97", group)
-    cohort = cohorts.plan(c, task)[1]
+    cohort = cohorts.resolve(c).cohorts[1]
     assert len(cohort.models) == 25
     first = sorted(cohort.max_ranks)[0]
     assert sorted({m.layer_ranks[first] for m in cohort.models}) == ranks, group
   c = get_config("mod97", "all,p50")
-  ranks = cohorts.plan(c, task)[1].models[0].layer_ranks
+  ranks = cohorts.resolve(c).cohorts[1].models[0].layer_ranks
   assert ranks["tok_emb/embedding"] == 50 and ranks["out/kernel"] == 50
   assert ranks["block_1/attn/qkv/kernel"] == 64 and ranks["block_0/ffn/fc2/kernel"] == 64
   c59 = get_config("mod59", "tok")
-  _, r = cohorts.resolve(c59)
+  plan = cohorts.resolve(c59)
+  r = plan.config
   assert (r.p, r.frac, r.steps) == (59, 0.8, 3e5)
-  cohort = cohorts.plan(r, tasks.get("mod59"))[1]
+  cohort = plan.cohorts[1]
   assert sorted({m.layer_ranks["tok_emb/embedding"] for m in cohort.models}) == [8, 15, 31, 46, 61]
 
 
 def test_every_group_word_plans():
   task = tasks.get("mod97")
   for w in task.words():
-    planned = cohorts.plan(get_config("mod97", f"{w},seeds=1"), task)
+    planned = cohorts.resolve(get_config("mod97", f"{w},seeds=1")).cohorts
     assert planned[0].name == "baseline"
-  nopos = cohorts.plan(get_config("mod97", "nopos,seeds=1,baseline=false"), task)
+  nopos = cohorts.resolve(get_config("mod97", "nopos,seeds=1,baseline=false")).cohorts
   assert [(c.name, c.words) for c in nopos] == [("nopos", ("nopos",))]
-  assert "pos_emb" not in cohorts.shapes(task, get_config("mod97", ""), ("nopos",))
+  plan = cohorts.resolve(get_config("mod97", ""))
+  assert "pos_emb" not in cohorts.factorised_shapes(plan.task, plan.config, plan.data, ("nopos",), {})
 
 
 @pytest.mark.parametrize("arg,message", [
@@ -76,7 +70,7 @@ def test_every_group_word_plans():
     ("seeds=0", r"seeds=0: need at least 1"),
     ("colour=red", r"unknown config field 'colour'; fields: .*seeds"),
     ("matmul_precision=fast", r"matmul_precision='fast'; allowed: highest"),
-    ("r32", r"ranks='r32' given but no layer group"),
+    ("r32", r"ranks r32 given but no layer group"),
 ])
 def test_bad_inputs(arg, message):
   with pytest.raises(configs.ConfigError, match=message):
@@ -84,7 +78,7 @@ def test_bad_inputs(arg, message):
 
 
 def test_mod59_has_no_50_percent_default():
-  with pytest.raises(configs.ConfigError, match=r"no paper step count for frac=0.5 \(known: 0.65, 0.8\); pass steps=N"):
+  with pytest.raises(configs.ConfigError, match=r"no step count for frac=0.5 \(known: f65, f80\); pass steps=N"):
     cohorts.resolve(get_config("mod59", "f50"))
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import experiment, tiny_config
 from dlgrok import cohorts, decompose, inspect, train
 
 
@@ -29,8 +29,8 @@ def test_inspect_counts_and_export(tmp_path, capsys):
   inspect.main([wd, "--model", "1", "--export", str(tmp_path / "exp2"), "--rank", "2", "--json"])
   e = json.loads(capsys.readouterr().out)["export"]
   assert e["test_acc_after"] == e["test_acc_before"]
-  _, (_, runners, states) = inspect.report(wd, model=1)
-  _, params, ranks, _ = inspect.pick(runners, states, 1)
+  _, run = inspect.report(wd, model=1)
+  _, _, params, ranks = inspect.pick(run, 1)
   exact, lossy = inspect.compressed(params, ranks, 2), inspect.compressed(params, ranks, 1)
   dense = decompose.recompose(params, ranks)
   assert np.max(np.abs(exact["tok_emb"]["embedding"] - dense["tok_emb"]["embedding"])) < 1e-5
@@ -42,7 +42,6 @@ def test_inspect_counts_and_export(tmp_path, capsys):
 
 def test_export_loads_into_the_plain_model(tmp_path):
   import orbax.checkpoint as ocp
-  from dlgrok import tasks
   wd = str(tmp_path / "run")
   cfg = tiny_config(group="ffn", ranks="r4", seeds=1, steps=20.0, baseline=False)
   train.run(cfg, wd)
@@ -50,9 +49,8 @@ def test_export_loads_into_the_plain_model(tmp_path):
   params = ocp.StandardCheckpointer().restore(str(tmp_path / "exp"))["params"]
   assert params["block_0"]["ffn"]["fc1"]["kernel"].shape == (32, 128)
   assert np.linalg.matrix_rank(np.asarray(params["block_0"]["ffn"]["fc1"]["kernel"]), tol=1e-4) == 4
-  model = tasks.mod_p_model(cfg)
-  _, c = cohorts.resolve(cfg)
-  x, _ = tasks.get("mod97").data(c).x, None
+  plan = cohorts.resolve(cfg)
+  model, x = plan.task.model(plan.config), plan.data.x
   assert model.apply({"params": params}, x[:8]).shape == (8, 13)
 
 
@@ -70,9 +68,8 @@ def test_factors_file_feeds_the_app_c_figures(tmp_path):
 
 @pytest.mark.slow  # compiles the full-size model: ~2 min on 2 loaded CPU cores
 def test_inspect_reports_tables_1_and_2_on_the_paper_model(tmp_path):
-  from dlgrok import tasks
   wd = str(tmp_path / "run")
-  cfg = tasks.mod_p_config(group="tok,pos", ranks="r5,p100", seeds=1, steps=1.0, eval_points=1, baseline=False)
+  cfg = experiment("mod97", "tok,pos,r5,p100,seeds=1,steps=1,eval_points=1,baseline=false")
   train.run(cfg, wd)
   out, _ = inspect.report(wd)
   assert [m["rank"] for m in out["models"]] == ["r5", "p100"]

@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import ROOT
-from dlgrok import metrics, train
+from dlgrok import cohorts, metrics
 
 ARG = "ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=300,seeds=2,eval_points=6,batch_size=32"
 CMD = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:{ARG}",
@@ -25,7 +25,7 @@ CMD = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'expe
 CACHE = tempfile.mkdtemp(prefix="dlgrok-interrupt-cache-")  # the CLI runs share their compilations
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_COMPILATION_CACHE_DIR=CACHE,
            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-EVAL = train.eval_steps(300, 6)
+EVAL = cohorts.eval_steps(300, 6)
 
 
 def cli(workdir, fault=None, timeout=600):

@@ -1,5 +1,4 @@
 import gzip
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import ROOT
-from dlgrok import cohorts, configs, decompose, tasks, train
+from conftest import ROOT, Runner as runner, experiment as get_config
+from dlgrok import cohorts, configs, decompose, tasks
 from dlgrok.data import mnist
 
 REAL = os.path.join(ROOT, "..", "shared", "data", "mnist")
@@ -42,13 +41,6 @@ def write_mnist(d, n_train=64, n_test=32, gz=True):
 def fake(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("mnist"))
   return d, write_mnist(d)
-
-
-def get_config(name, arg):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments", f"{name}.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
 
 
 def test_idx_round_trip(tmp_path):
@@ -112,7 +104,7 @@ def test_missing_files_name_files_and_directories(tmp_path, monkeypatch):
   with pytest.raises(configs.ConfigError, match=r"missing train-labels-idx1-ubyte\[\.gz\], t10k-images-idx3-ubyte"):
     cohorts.resolve(get_config("mnist_grok", "l1"))
   write_mnist(str(tmp_path / "home" / "data" / "mnist"), n_train=1000)  # the next place looked in
-  _, c = cohorts.resolve(get_config("mnist_grok", "l1"))
+  c = cohorts.resolve(get_config("mnist_grok", "l1")).config
   assert c.frac == 1000 / 1032
   monkeypatch.setenv("DLGROK_DATA", str(tmp_path / "env"))
   with pytest.raises(configs.ConfigError, match=r"looked in: .*env/mnist \(no such directory\); get the standard"):
@@ -138,19 +130,20 @@ def test_config_words_ranks_steps_and_errors(fake):
   for arg, path, ranks in [("l1", "l1/kernel", [25, 50, 100, 150, 200]), ("l3", "l3/kernel", [1, 3, 5, 8, 10]),
                            ("l23", "l2/kernel", [200])]:
     c = get_config("mnist_grok", f"{arg},data_dir={d},n_train=64")
-    t, r = cohorts.resolve(c)
+    plan = cohorts.resolve(c)
+    r = plan.config
     assert (r.steps, r.seeds, r.batch_size, r.weight_decay, r.init_scale, r.frac) == (1e5, 3, 200, 0.01, 8.0, 64 / 96)
-    planned = cohorts.plan(r, t)
+    planned = plan.cohorts
     assert sorted({m.layer_ranks[path] for m in planned[1].models}) == ranks
-  t, r = cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64"))
-  assert r.steps == 25 * 1  # 25 epochs of ceil(64 / 256) = 1 batch; 25 * 235 = 5875 for 60000 images
-  planned = cohorts.plan(r, t)
+  plan = cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64"))
+  assert plan.config.steps == 25 * 1  # 25 epochs of ceil(64 / 256) = 1 batch; 25 * 235 = 5875 for 60000 images
+  planned = plan.cohorts
   assert [(c.name, len(c.models)) for c in planned] == [("baseline", 60), ("l1", 600)]
   assert sorted({m.layer_ranks["l1/kernel"] for m in planned[1].models}) == [
       26, 51, 77, 102, 128, 154, 179, 205, 230, 256]
   assert sorted({m.weight_decay for m in planned[0].models}) == [0, 1e-4, 1e-3, 1e-2, 0.1, 1.0]
-  _, r = cohorts.resolve(get_config("mnist_wd", f"l1,wd0,wd1e-2,data_dir={d},n_train=64,batch_size=16"))
-  assert (r.weight_decays, r.steps) == ("0,0.01", 25 * 4)
+  r = cohorts.resolve(get_config("mnist_wd", f"l1,wd0,wd1e-2,data_dir={d},n_train=64,batch_size=16")).config
+  assert (r.weight_decays, r.steps) == ((0.0, 0.01), 25 * 4)
   for arg, message in [("l4", r"unknown token 'l4'; allowed: group words none, l1, l2, l3, l23, all"),
                        ("l1,p150,n_train=64", r"rank percent 'p150' is outside \(0, 100\]"),
                        ("l3,r11,n_train=64", r"rank 11 for 'l3/kernel' of shape \(200, 10\) is outside .* 1\.\.10"),
@@ -161,22 +154,17 @@ def test_config_words_ranks_steps_and_errors(fake):
       cohorts.resolve(get_config("mnist_grok", f"{arg},data_dir={d}"))
 
 
-def tiny(d, name="mnist_grok", **fields):
-  c = getattr(tasks, f"{name}_config")(data_dir=d, n_train=48, width=16, seeds=1, batch_size=16, steps=12.0,
-                                       eval_points=3, progress_seconds=1e9)
-  c.update(fields)
+def tiny(d, name="mnist_grok", arg="", **fields):
+  c = get_config(name, arg)
+  c.update(dict(data_dir=d, n_train=48, width=16, seeds=1, batch_size=16, steps=12.0, eval_points=3,
+                progress_seconds=1e9), **fields)
   return c
-
-
-def runner(config, cohort=-1):
-  task, config = cohorts.resolve(config)
-  return train.CohortRunner(config, task, cohorts.plan(config, task)[cohort], task.data(config))
 
 
 def test_mse_loss_x8_init_and_evaluation_by_hand(fake):
   d, a = fake
-  assert float(tasks.mse_one_hot(jnp.zeros((1, 10)), jnp.array([3]))[0]) == pytest.approx(0.1)
-  assert float(tasks.mse_one_hot(jnp.arange(10.0)[None] / 10, jnp.array([9]))[0]) == pytest.approx(0.205)
+  assert float(tasks.common.mse_one_hot(jnp.zeros((1, 10)), jnp.array([3]))[0]) == pytest.approx(0.1)
+  assert float(tasks.common.mse_one_hot(jnp.arange(10.0)[None] / 10, jnp.array([9]))[0]) == pytest.approx(0.205)
   r = runner(tiny(d, eval_chunk=7))  # width 16
   w8 = r.init()["params"]
   for layer, fan_in in (("l1", 784), ("l2", 16), ("l3", 16)):  # PyTorch's U(+-1/sqrt(fan_in)), times 8
@@ -187,7 +175,7 @@ def test_mse_loss_x8_init_and_evaluation_by_hand(fake):
   norm = float(optax.tree.norm(w8))
   assert norm == pytest.approx(8 * 14.549**0.5, rel=0.05)
   # the evaluation, in chunks of 7 examples, equals the MLP and MSE written out in numpy
-  rows = r.rows(0, w8, 0.5, 0.0)
+  rows = r.rows(0, w8)
   p = jax.tree_util.tree_map(lambda v: np.asarray(v[0], np.float64), w8)
   x = np.concatenate([a["train_x"][:48], a["test_x"]]).reshape(80, 784) / 255.0
   y = np.concatenate([a["train_y"][:48], a["test_y"]])
@@ -201,19 +189,20 @@ def test_mse_loss_x8_init_and_evaluation_by_hand(fake):
   assert row["test_loss"] == pytest.approx(loss[48:].mean(), rel=1e-5)
   assert (row["train_acc"], row["test_acc"]) == (pytest.approx(ok[:48].mean()), pytest.approx(ok[48:].mean()))
   assert row["train_loss"] > 10  # x8 makes the initial outputs large
-  whole = runner(tiny(d, eval_chunk=0)).rows(0, w8, 0.5, 0.0)[0]
+  whole = runner(tiny(d, eval_chunk=0)).rows(0, w8)[0]
   assert abs(whole["test_loss"] - row["test_loss"]) <= 1e-6 * row["test_loss"]
 
 
 def test_parameter_counts_and_compression_ratios(fake):
   d, _ = fake
-  grok = cohorts.shapes(tasks.get("mnist_grok"), tiny(d, width=200), ())
+  plan = cohorts.resolve(tiny(d, width=200))
+  grok = cohorts.factorised_shapes(plan.task, plan.config, plan.data, (), {})
   assert decompose.count_params(grok)[1]["dense"] == 784 * 200 + 200 + 200 * 200 + 200 + 200 * 10 + 10 == 199210
   # App. E: all layers at 40 % "results in a training and inference model 67.1% and 59.37% of the size"
   r = runner(get_config("mnist_wd", f"all,p40,data_dir={d},n_train=48,seeds=1,weight_decays=0"))
   m = r.cohort.models[0]
   assert {k: v for k, v in m.layer_ranks.items()} == {"l1/kernel": 102, "l2/kernel": 102, "l3/kernel": 4}
-  counts = r.param_counts[0]
+  counts = r.rows(0, r.init()["params"])[0]
   # trained: 784*102 + 102^2 + 102*256 | 256*102 + 102^2 + 102*256 | 256*4 + 4^2 + 4*10 | biases 256+256+10
   assert counts["trained_params"] == 116484 + 62628 + 1080 + 522 == 180714
   # inference: 102*(784+256) | 102*(256+256) | 4*(256+10)
@@ -224,15 +213,18 @@ def test_parameter_counts_and_compression_ratios(fake):
 
 
 def test_optimisers_match_pytorch_by_hand():
-  c = tasks.mnist_wd_config(lr=0.01)
-  opt, p = tasks.sgd_optimizer(c, 0.1), jnp.array([1.0])
+  c = get_config("mnist_wd")
+  c.lr = 0.01
+  assert c.optimizer == "sgd"
+  opt, p = tasks.common.optimizer(c, 0.1, c.lr), jnp.array([1.0])
   s = opt.init(p)
   for want in (0.994, 0.982606):  # buf = g + wd*p (+ 0.9 buf); p -= lr * buf, with g = 0.5
     u, s = opt.update(jnp.array([0.5]), s, p)
     p = optax.apply_updates(p, u)
     assert float(p[0]) == pytest.approx(want, abs=1e-6)
-  c = tasks.mnist_grok_config()
-  opt, p = tasks.adamw_optimizer(c, 0.01), jnp.array([1.0])
+  c = get_config("mnist_grok")
+  assert c.optimizer == "adamw"
+  opt, p = tasks.common.optimizer(c, 0.01, c.lr), jnp.array([1.0])
   u, _ = opt.update(jnp.array([0.5]), opt.init(p), p)
   assert float(optax.apply_updates(p, u)[0]) == pytest.approx(1 - 1e-3 * 0.01 - 1e-3, abs=1e-7)
 
@@ -240,19 +232,19 @@ def test_optimisers_match_pytorch_by_hand():
 def test_weight_decay_grid_in_one_cohort_equals_one_by_one(fake):
   """To float32 rounding (vmapped and single dot products sum in another order; measured <= 1.1e-7 relative)."""
   d, _ = fake
-  grid = tiny(d, "mnist_wd", group="l2", ranks="p50,p100", weight_decays="0,0.5", lr=0.05, baseline=False)
+  grid = tiny(d, "mnist_wd", "l2,p50,p100,wd0,wd0.5", lr=0.05, baseline=False)
   r = runner(grid)
   assert [(m.rank, m.weight_decay) for m in r.cohort.models] == [("p50", 0), ("p50", 0.5), ("p100", 0), ("p100", 0.5)]
-  rows = r.rows(12, r.chunk(r.init(), jnp.int32(0), jnp.int32(12))["params"], 0.5, 0.0)
+  rows = r.rows(12, r.chunk(r.init(), 0, 12)["params"])
   for row, (rank, wd) in zip(rows, [("p50", 0), ("p50", 0.5), ("p100", 0), ("p100", 0.5)]):
-    one = runner(tiny(d, "mnist_wd", group="l2", ranks=rank, weight_decays=f"{wd}", lr=0.05, baseline=False))
-    alone = one.rows(12, one.chunk(one.init(), jnp.int32(0), jnp.int32(12))["params"], 0.5, 0.0)[0]
+    one = runner(tiny(d, "mnist_wd", f"l2,{rank},wd{wd}", lr=0.05, baseline=False))
+    alone = one.rows(12, one.chunk(one.init(), 0, 12)["params"])[0]
     assert (row["rank"], row["weight_decay"]) == (alone["rank"], alone["weight_decay"]) == (rank, wd)
     for k in ("train_loss", "test_loss"):
       assert abs(row[k] - alone[k]) <= 1e-5 * abs(alone[k]), (k, row, alone)
     assert abs(row["train_acc"] - alone["train_acc"]) <= 1e-6
   assert rows[1]["train_loss"] - rows[0]["train_loss"] > 1e-3  # the weight decay did act, per model
-  base = cohorts.plan(cohorts.resolve(tiny(d, "mnist_wd", weight_decays="0,0.5", seeds=2))[1], tasks.get("mnist_wd"))
+  base = cohorts.resolve(tiny(d, "mnist_wd", "wd0,wd0.5", seeds=2)).cohorts
   assert [(m.seed, m.weight_decay) for m in base[0].models] == [(0, 0), (1, 0), (0, 0.5), (1, 0.5)]
 
 
@@ -270,7 +262,7 @@ def test_pixel_scaling(fake):
   assert ranges["unit"] == (0.0, 1.0) and ranges["symmetric"] == (-1.0, 1.0)
   assert ranges["standard"] == pytest.approx((-0.1307 / 0.3081, 0.8693 / 0.3081))
   assert get_config("mnist_wd", "").pixels == "symmetric" and get_config("mnist_grok", "").pixels == "unit"
-  _, c = cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64,pixels=standard"))
+  c = cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64,pixels=standard")).config
   assert c.pixels == "standard"
   with pytest.raises(configs.ConfigError, match="pixels='zero'; allowed: unit, symmetric, standard"):
     cohorts.resolve(get_config("mnist_wd", f"l1,data_dir={d},n_train=64,pixels=zero"))
@@ -284,5 +276,5 @@ def test_real_mnist_smoke():
   assert np.bincount(y[1000:]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
   c = get_config("mnist_grok", f"l23,p100,seeds=1,baseline=false,data_dir={REAL},init_scale=1,steps=100")
   r = runner(c)
-  row = r.rows(100, r.chunk(r.init(), jnp.int32(0), jnp.int32(100))["params"], 0.5, 0.0)[0]
+  row = r.rows(100, r.chunk(r.init(), 0, 100)["params"])[0]
   assert row["train_acc"] > 0.8 and row["test_acc"] > 0.7, row

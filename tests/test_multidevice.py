@@ -11,10 +11,11 @@ import json, sys
 sys.path.insert(0, {tests!r})
 from conftest import tiny_config
 import jax
-from dlgrok import train
-runners, states = train.run(tiny_config(group="ffn", ranks="r4", seeds=5, baseline=False, devices={devices}), {wd!r})
+from dlgrok import loop, train
+plan, states = train.run(tiny_config(group="ffn", ranks="r4", seeds=5, baseline=False, devices={devices}), {wd!r})
 u = states[0]["params"]["block_0"]["ffn"]["fc1"]["kernel"]["U"]
-print(json.dumps({{"devices": jax.device_count(), "pad": runners[0].pad, "shape": list(u.shape),
+pad = loop.Placement.of(plan.config, len(plan.cohorts[0].models)).pad
+print(json.dumps({{"devices": jax.device_count(), "pad": pad, "shape": list(u.shape),
                   "shards": len(u.sharding.device_set), "local_rows": u.addressable_shards[0].data.shape[0]}}))
 """
 

@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from dlgrok import analysis, lab_plots, plot
+from dlgrok import analysis, factors, lab_plots, plot
 
 STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
 LAYERS = ["block_0/ffn/fc1", "out", "tok_emb"]
@@ -124,7 +124,7 @@ def test_factor_figures(tmp_path):
     data.update({f"m{m}/tok_emb/U": m * q, f"m{m}/tok_emb/S": np.diag(np.arange(6.0, 0.0, -1)),
                  f"m{m}/tok_emb/Vt": np.eye(6)})
   np.savez(os.path.join(d, "factors.npz"), **data)
-  entries = plot.load_factors(d, plot.load([d]))["tok_emb"]
+  entries = factors.read(d, plot.load([d]), plot.rank_label)["tok_emb"]
   assert [label for label, _ in entries] == ["baseline", "rank 50 %", "rank 100 %"]
   fig = plot.factor_figure(entries, "tok_emb")
   imgs = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import shlex
@@ -10,19 +9,12 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, experiment
 from dlgrok import cohorts, sweep
 
 EXP = os.path.join(ROOT, "experiments", "mod97.py")
 SLURM_SH = os.path.join(ROOT, "launch", "slurm.sh")
 TINY = "p=11,op=x+y,width=32,heads=2,seeds=1,batch_size=32,progress_seconds=0.05,checkpoint_minutes=1000"
-
-
-def get_config(arg):
-  spec = importlib.util.spec_from_file_location("mod97", EXP)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
 
 
 def test_paper_grid_jobs_parse_and_cover_31_configurations_per_fraction():
@@ -32,8 +24,8 @@ def test_paper_grid_jobs_parse_and_cover_31_configurations_per_fraction():
   for workdir, argv in grid:
     assert argv[:3] == ["python", "-m", "dlgrok.main"] and argv[4] == f"--workdir={workdir}"
     arg = argv[3].split(":", 1)[1]
-    task, config = cohorts.resolve(get_config(arg))
-    planned = cohorts.plan(config, task)
+    plan = cohorts.resolve(experiment("mod97", arg))
+    config, planned = plan.config, plan.cohorts
     ranks = {m.rank for c in planned for m in c.models}
     configs += len(ranks)
     assert config.seeds == 5 and config.frac in (0.5, 0.65, 0.8)

@@ -5,27 +5,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
-from dlgrok import cohorts, configs, memory, metrics, tasks, train
+from conftest import Runner, experiment, tiny_config
+from dlgrok import cohorts, configs, decompose, loop, memory, metrics, train
 
-
-def runner(config, cohort_index=-1):
-  task, config = cohorts.resolve(config)
-  cohort = cohorts.plan(config, task)[cohort_index]
-  return train.CohortRunner(config, task, cohort, task.data(config))
+runner = Runner
 
 
 def logits(r, params, i):
   p = jax.tree_util.tree_map(lambda a: a[i], params)
   ranks = {k: v[i] for k, v in r.ranks.items()}
-  from dlgrok import decompose
   return r.model.apply({"params": decompose.recompose(p, ranks)}, r.x[:256])
 
 
 def test_full_rank_equals_baseline_at_step_0():
   with jax.default_matmul_precision("highest"):
     for group in ("all", "tok,pos,out"):
-      c = tasks.mod_p_config(group=group, ranks="p100", seeds=2)
+      c = experiment("mod97", f"{group},p100,seeds=2")
       base, dec = runner(c, 0), runner(c, 1)
       pb, pd = base.init()["params"], dec.init()["params"]
       assert set(dec.ranks) and all(int(v[0]) == dec.cohort.max_ranks[k] for k, v in dec.ranks.items())
@@ -70,7 +65,7 @@ def test_vmapped_equals_one_by_one(tmp_path):
     alone += metrics.read(str(tmp_path / f"s{s}"))
   key = lambda r: (r["step"], r["cohort"], r["seed"])
   a, b = sorted(strip(together), key=key), sorted(strip(alone), key=key)
-  assert len(a) == len(b) == 2 * len(train.eval_steps(60, 4))
+  assert len(a) == len(b) == 2 * len(cohorts.eval_steps(60, 4))
   for x, y in zip(a, b):
     assert key(x) == key(y)
     for k in ("train_acc", "test_acc"):
@@ -81,17 +76,40 @@ def test_vmapped_equals_one_by_one(tmp_path):
       assert abs(v - y["stable_rank"][layer]) <= 1e-5, layer
 
 
-def test_tiny_config_learns_with_one_compilation(tmp_path):
-  runners, _ = train.run(tiny_config(steps=500.0, eval_points=12, baseline=False, group="ffn", ranks="r16"),
-                         str(tmp_path / "a"))
+def chunk_compilations(monkeypatch):
+  """Counts, through JAX's own cache, the compilations of every train chunk the runs of a test make."""
+  made = []
+  real = loop.make_cohort
+
+  def counting(*args):
+    fns = real(*args)
+    made.append(fns)
+    return fns
+
+  monkeypatch.setattr(loop, "make_cohort", counting)
+  return lambda: [f.chunk._cache_size() for f in made]
+
+
+def test_tiny_config_learns_with_one_compilation(tmp_path, monkeypatch):
+  compiled = chunk_compilations(monkeypatch)
+  train.run(tiny_config(steps=500.0, eval_points=12, baseline=False, group="ffn", ranks="r16"), str(tmp_path / "a"))
   rows = metrics.read(str(tmp_path / "a"))
   last = [r for r in rows if r["step"] == 500]
   assert len(last) == 2 and min(r["train_acc"] for r in last) >= 0.99
-  assert len({r["step"] for r in rows}) == len(train.eval_steps(500, 12)) > 10
-  assert [r.traces for r in runners] == [1]
-  runners, _ = train.run(tiny_config(steps=500.0, eval_points=3, baseline=False, group="ffn", ranks="r16"),
-                         str(tmp_path / "b"))
-  assert [r.traces for r in runners] == [1]
+  assert len({r["step"] for r in rows}) == len(cohorts.eval_steps(500, 12)) > 10
+  assert compiled() == [1]  # ~12 chunk lengths, one program
+  train.run(tiny_config(steps=500.0, eval_points=3, baseline=False, group="ffn", ranks="r16"), str(tmp_path / "b"))
+  assert compiled() == [1, 1]
+
+
+def test_data_are_loaded_once_per_run(tmp_path, monkeypatch):
+  """The plan loads the data once; every cohort, the shapes and the evaluation use that copy."""
+  from dlgrok.data import algorithmic
+  calls = []
+  real = algorithmic.make
+  monkeypatch.setattr(algorithmic, "make", lambda *a: calls.append(a) or real(*a))
+  train.run(tiny_config(group="tok", ranks="r4", steps=5.0, eval_points=2), str(tmp_path))
+  assert calls == [("x+y", 11)]
 
 
 def test_metrics_rows_have_the_documented_keys(tmp_path):
@@ -112,7 +130,7 @@ def test_metrics_rows_have_the_documented_keys(tmp_path):
 
 
 def test_eval_steps_log_spaced():
-  s = train.eval_steps(10**6, 200)
+  s = cohorts.eval_steps(10**6, 200)
   assert s[0] == 0 and s[-1] == 10**6 and 150 < len(s) <= 201
   assert s == sorted(set(s))
 
@@ -123,8 +141,8 @@ def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypat
   config = tiny_config(group="attn", ranks="r8", baseline=False)
   r = runner(config)
   state = r.init()
-  est = max(memory.xla_bytes(r.chunk, state, jnp.int32(0), jnp.int32(1)), memory.xla_bytes(r.evaluate,
-                                                                                          state["params"]))
+  est = max(memory.xla_bytes(r.fns.chunk, state, r.a, jnp.int32(0), jnp.int32(1)),
+            memory.xla_bytes(r.fns.evaluate, state["params"], r.a))
   limit = int(0.6 * est)  # one of the two models fits
   monkeypatch.setattr(memory, "device_memory", lambda: (None, limit))
   with pytest.raises(configs.ConfigError) as e:
@@ -133,9 +151,9 @@ def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypat
   assert fit == int(0.95 * limit / (est / 2)) == 1 and "cohort 'attn': 2 models on 1 device(s)" in str(e.value)
   assert not (tmp_path / "w").exists()
   monkeypatch.setattr(memory, "device_memory", lambda: (None, 100 * est))
-  r.check_memory(state)
-  jax.block_until_ready(r.chunk(state, jnp.int32(0), jnp.int32(5)))
-  assert r.traces == 1  # the estimate's compilation is the one training uses
+  train.check_memory(r.cohort, r.fns, state, r.a, loop.Placement.of(r.plan.config, 2))
+  jax.block_until_ready(r.chunk(state, 0, 5))
+  assert r.fns.chunk._cache_size() == 1  # the estimate's compilation is the one training uses
 
 
 def test_diverged_model_rows_are_null_and_valid_json(tmp_path, capsys):

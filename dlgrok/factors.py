@@ -1,0 +1,58 @@
+"""<workdir>/factors.npz, written by `inspect --factors` and read by `plot` for the App. C figures (16-19): keys
+'m{model}/{layer}/U|S|Vt' of factorised layers, and 'm{model}/{layer}/A' of the same layers in dense models."""
+import os
+
+import jax
+import numpy as np
+
+from dlgrok import analysis, decompose
+
+
+def path(workdir):
+  return os.path.join(workdir, "factors.npz")
+
+
+def write(workdir, plan, params, models=None):
+  """factors.npz of the models in `models` (global indices; None = all), from per-cohort params (model axis first)."""
+  layers = {decompose.layer_name(p) for k in plan.cohorts for p in k.max_ranks}
+  arrays = {}
+  for cohort, ps in zip(plan.cohorts, params):
+    for i in range(len(cohort.models)):
+      index = cohort.first + i
+      if models is not None and index not in models:
+        continue
+      one = jax.tree_util.tree_map(lambda a: a[i], ps)
+      for p, leaf in jax.tree_util.tree_flatten_with_path(one, is_leaf=decompose.is_factor)[0]:
+        layer = decompose.layer_name(decompose.path_str(p))
+        if layer not in layers or not (decompose.is_factor(leaf) or np.ndim(leaf) == 2):
+          continue
+        parts = dict(zip(("U", "S", "Vt"), decompose.as_usv(leaf))) if decompose.is_factor(leaf) else {"A": leaf}
+        arrays.update({f"m{index}/{layer}/{k}": np.asarray(v) for k, v in parts.items()})
+  np.savez_compressed(path(workdir), **arrays)
+  return path(workdir)
+
+
+def read(workdir, rows, label):
+  """{layer: [(label(group, rank), [(U, S, Vt, k), ...]), ...]} of <workdir>/factors.npz, baselines first (their
+  dense matrices as their SVD, k None); dense layers of decomposed models are left out."""
+  if not os.path.exists(path(workdir)):
+    return {}
+  data = np.load(path(workdir))
+  info = {r["model"]: r for r in rows if r["run"] == workdir}
+  found = {}
+  for key in data.files:
+    model, rest = key.split("/", 1)
+    layer, part = rest.rsplit("/", 1)
+    found.setdefault((int(model[1:]), layer), {})[part] = data[key]
+  out = {}
+  for (model, layer), parts in sorted(found.items()):
+    row = info[model]
+    if "A" in parts and row["group"] != "none":
+      continue
+    if "A" in parts:
+      f = analysis.dense_factors(parts["A"]) + (None,)
+    else:
+      f = (parts["U"], parts["S"], parts["Vt"], row["layer_ranks"].get(layer))
+    key = (row["group"] != "none", analysis.rank_sort_key(row), row["group"], row["rank"])
+    out.setdefault(layer, {}).setdefault(key, []).append(f)
+  return {layer: [(label(k[2], k[3]), fs) for k, fs in sorted(labels.items())] for layer, labels in out.items()}

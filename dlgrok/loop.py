@@ -1,0 +1,199 @@
+"""Pure cohort functions, in the PureJaxRL manner: `make_cohort(plan, cohort, placement, data)` returns jitted
+init, train-chunk, evaluate and epoch-permutation functions. They take the state and the per-model arrays (ranks,
+weight decays, keys, splits: `model_arrays`) as arguments; nothing is read from an object. The data set (the same
+for every model) is closed over, a constant of the compiled programs. The state has a leading model axis, sharded
+over the devices and padded to a multiple of their number (`Placement`).
+"""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from dlgrok import analysis, decompose
+from dlgrok.tasks import common
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """How a cohort's model axis lies on the devices: padded with inert copies of the last model."""
+  sharding: NamedSharding  # the model axis over the devices
+  replicated: NamedSharding
+  size: int  # real models
+  pad: int  # padding models
+
+  @staticmethod
+  def of(config, size):
+    n_dev = config.devices or jax.device_count()
+    mesh = jax.make_mesh((n_dev,), ("models",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=jax.devices()[:n_dev])
+    return Placement(NamedSharding(mesh, P("models")), NamedSharding(mesh, P()), size, -size % n_dev)
+
+  @property
+  def devices(self):
+    return self.sharding.mesh.size
+
+  def padded(self, a):
+    return jnp.concatenate([a, jnp.repeat(a[-1:], self.pad, axis=0)]) if self.pad else a
+
+  def put(self, tree):
+    """Per-model arrays (leading model axis), padded and sharded."""
+    return jax.device_put(jax.tree_util.tree_map(self.padded, tree), self.sharding)
+
+
+def gather(tree):
+  """Host numpy copy of (possibly multi-host) sharded arrays."""
+  if jax.process_count() > 1:
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def data_arrays(plan, placement):
+  """The data set on every device: x, y (and the token stream of window-sampling tasks)."""
+  d = plan.data
+  out = {"x": jnp.asarray(d.x), "y": jnp.asarray(d.y)}
+  if d.stream is not None:
+    out["stream"] = jnp.asarray(d.stream)
+  return jax.device_put(out, placement.replicated)
+
+
+def model_arrays(plan, cohort, placement):
+  """Per-model data of a cohort: layer ranks, weight decays, init / data keys (from each seed), and each model's
+  split (train_idx: its first n_train examples; is_train: a mask over all examples)."""
+  specs, task = cohort.models, plan.task
+  n, n_train = len(plan.data.y), plan.data.n_train
+  keys = jax.vmap(jax.random.PRNGKey)(jnp.array([m.seed for m in specs], jnp.uint32))
+  init_keys, split_keys, data_keys = (jax.vmap(lambda k: jax.random.split(k, 3))(keys)[:, i] for i in range(3))
+  perms = jax.vmap(lambda k: task.split(k, n))(split_keys)
+  train_idx = perms[:, :n_train]
+  return placement.put({
+      "ranks": {p: jnp.array([m.layer_ranks[p] for m in specs], jnp.int32) for p in cohort.max_ranks},
+      "wd": jnp.array([m.weight_decay for m in specs], jnp.float32),
+      "init_keys": init_keys, "data_keys": data_keys, "train_idx": train_idx,
+      "is_train": jax.vmap(lambda i: jnp.zeros(n, bool).at[i].set(True))(train_idx)})
+
+
+def build(plan):
+  """Every cohort of `plan` ready to run: (placements, data arrays, per-model arrays, cohort functions)."""
+  places = [Placement.of(plan.config, len(k.models)) for k in plan.cohorts]
+  data = data_arrays(plan, places[0])
+  arrays = [model_arrays(plan, k, p) for k, p in zip(plan.cohorts, places)]
+  return places, data, arrays, [make_cohort(plan, k, p, data) for k, p in zip(plan.cohorts, places)]
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortFns:
+  init: object  # arrays -> state {"params", "opt", "perm"}
+  chunk: object  # (state, arrays, step0, n) -> state after n more steps (state donated)
+  evaluate: object  # (params, arrays) -> per-model losses, accuracies and stable ranks
+  perm_at: object  # (arrays, step) -> the state's "perm" at `step` (what a restored checkpoint lacks)
+  per_example: object  # dense params of one model -> (loss, correct) of every example (not jitted)
+
+
+def make_cohort(plan, cohort, placement, d):
+  """The cohort's functions over the data arrays `d` (data_arrays)."""
+  task, c = plan.task, plan.config
+  model = task.model(c, cohort.variants)
+  n, n_train, bs = len(plan.data.y), plan.data.n_train, c.batch_size
+  batches = math.ceil(n_train / bs)
+  loss_of = task.loss(c)
+
+  def init(a):
+    """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""
+    x = task.prepare(d["x"][:1])
+
+    def one(k):
+      p = model.init(k, x)["params"]
+      if c.init_scale != 1.0:
+        p = jax.tree_util.tree_map(lambda v: v * c.init_scale, p)
+      return decompose.factorise(p, cohort.max_ranks)
+
+    # lax.map, not vmap: the same numbers, XLA:CPU compiles a vmapped threefry init ~3x slower, and one SVD per
+    # matrix avoids LAPACK's batched SVD (its thread-pool wait has hung XLA:CPU)
+    params = jax.lax.map(one, a["init_keys"])
+    opt = jax.vmap(task.optimizer(c, 0.0).init)(params)
+    return {"params": params, "opt": opt, "perm": epoch_perm(a, 0)}
+
+  def epoch_perm(a, epoch):
+    return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n_train))(a["data_keys"])
+
+  def update(params, opt, perm, batch, train_idx, ranks, wd, key):
+    """One model's training step: the model's slice of its epoch permutation (the last batch of an epoch is
+    partial and weighted out) or the task's own draw, then the optimiser; masked ranks never move."""
+    data_key, dropout_key = jax.random.split(key)
+    pos = batch * bs + jnp.arange(bs)
+    idx = train_idx[perm[jnp.minimum(pos, n_train - 1)]]
+    xb, yb, w = task.batch(d, idx, (pos < n_train).astype(jnp.float32), data_key, plan)
+    kwargs = task.train_kwargs(dropout_key)
+
+    def loss_fn(p):
+      logits = model.apply({"params": decompose.recompose(p, ranks)}, xb, **kwargs)
+      return jnp.sum(loss_of(logits, yb) * w) / jnp.sum(w)
+
+    grads = jax.grad(loss_fn)(params)
+    updates, opt = task.optimizer(c, wd).update(grads, opt, params)
+    updates = decompose.mask_updates(updates, ranks)
+    return optax.apply_updates(params, updates), opt
+
+  def chunk(state, a, step0, steps):
+    """Runs `steps` (traced) steps from global step `step0`."""
+    step_all = jax.vmap(update, in_axes=(0, 0, 0, None, 0, 0, 0, 0))
+    # per model and step: batch sampling, augmentation and dropout draws (unused by deterministic tasks)
+    noise = jax.vmap(lambda k: jax.random.split(k)[1])(a["data_keys"])
+
+    def body(i, carry):
+      params, opt, perm = carry
+      step = step0 + i
+      batch = step % batches
+      perm = jax.lax.cond(batch == 0, lambda: epoch_perm(a, step // batches), lambda: perm)
+      keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(noise)
+      params, opt = step_all(params, opt, perm, batch, a["train_idx"], a["ranks"], a["wd"], keys)
+      return params, opt, perm
+
+    # the epoch's permutation is carried from chunk to chunk: computing it costs ~5 s for 180 MNIST models on
+    # a CPU, and a chunk-start recomputation made short chunks slow
+    params, opt, perm = jax.lax.fori_loop(0, steps, body, (state["params"], state["opt"], state["perm"]))
+    return {"params": params, "opt": opt, "perm": perm}
+
+  def per_example(dense):
+    """(loss, correct) of every example, in passes of `eval_chunk` examples (0 = one pass) to bound memory."""
+    def part(i):
+      logits = model.apply({"params": dense}, task.prepare(d["x"][i]))
+      return loss_of(logits, d["y"][i]), task.correct(logits, d["y"][i])
+
+    if not c.eval_chunk or c.eval_chunk >= n:
+      return part(slice(None))
+    idx = np.minimum(np.arange(-(-n // c.eval_chunk) * c.eval_chunk), n - 1).reshape(-1, c.eval_chunk)
+    loss, ok = jax.lax.map(part, idx)
+    return loss.reshape(-1)[:n], ok.reshape(-1)[:n]
+
+  # where the data fix the split (every model trains on the first n_train examples) the split mask belongs to
+  # the data and, like the data, is a constant of the programs: XLA then orders the sums as it did when every
+  # array was one, keeping the metrics of fixed-split tasks bit-identical with earlier versions
+  fixed = None
+  if task.split is common.fixed_split:
+    fixed = placement.put(jnp.broadcast_to(jnp.arange(n) < n_train, (len(cohort.models), n)))
+
+  def evaluate(params, a):
+    def one(p, ranks, is_train):
+      dense = decompose.recompose(p, ranks)
+      loss, ok = per_example(dense)
+      tr, te = is_train.astype(jnp.float32), (~is_train).astype(jnp.float32)
+      # means as sum * (1 / count): the float32 numbers XLA gave when the masks were compile-time constants
+      # (it turns a division by a constant into a product), so metrics stay bit-identical to earlier runs
+      per_tr, per_te = 1 / jnp.sum(tr), 1 / jnp.sum(te)
+      return {"train_loss": jnp.sum(loss * tr) * per_tr, "train_acc": jnp.sum(ok * tr) * per_tr,
+              "test_loss": jnp.sum(loss * te) * per_te, "test_acc": jnp.sum(ok * te) * per_te,
+              "stable_rank": analysis.stable_ranks(dense)}
+
+    return jax.vmap(one)(params, a["ranks"], fixed if fixed is not None else a["is_train"])
+
+  s = placement.sharding
+  return CohortFns(init=jax.jit(init, out_shardings=s), chunk=jax.jit(chunk, donate_argnums=0, out_shardings=s),
+                   evaluate=jax.jit(evaluate, out_shardings=s),
+                   perm_at=jax.jit(lambda a, step: epoch_perm(a, step // batches), out_shardings=s),
+                   per_example=per_example)

@@ -1,0 +1,140 @@
+"""What every task family shares: the Task record of hooks, the data record, losses, optimisers, batch drawing."""
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlgrok import configs
+from dlgrok.data import files
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """The whole data set as arrays; each model draws its own train/test split of `n_train` examples."""
+  x: object
+  y: object
+  n_train: int
+  frac: float | None = None  # the training share to record, when it is not n_train / len(y)
+  stream: object = None  # a token stream that training batches are drawn from (Tiny Shakespeare)
+  stream_train: int = 0  # training draws read only stream[:stream_train]
+
+
+def argmax_correct(logits, labels):
+  return jnp.argmax(logits, -1) == labels
+
+
+def random_split(key, n):
+  return jax.random.permutation(key, n)
+
+
+def fixed_split(key, n):
+  """Every model trains on the first n_train examples and tests on the rest."""
+  return jnp.arange(n)
+
+
+def no_kwargs(key):
+  return {}
+
+
+def identity(x):
+  return x
+
+
+def indexed_batch(prepare=identity):
+  """Training batches of examples by index (the loop's epoch permutation): x prepared, the partial last batch
+  of an epoch weighted out."""
+  def batch(d, idx, valid, key, plan):
+    return prepare(d["x"][idx]), d["y"][idx], valid
+  return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A task family's mechanisms; the numbers (paper settings) come from the config."""
+  name: str
+  groups: dict  # group word -> path regexes of the leaves it factorises
+  variants: tuple  # words that change the model itself rather than factorise it
+  check: Callable  # config -> None, raises ConfigError (before any data is read)
+  load: Callable  # config -> Data, raises ConfigError for missing or unfit data
+  model: Callable  # (config, variant words) -> flax module
+  loss: Callable  # config -> (logits, labels) -> per-example loss
+  optimizer: Callable  # (config, weight_decay) -> optax transform
+  steps: Callable  # config -> the step count when config.steps is 0
+  split: Callable = random_split  # (key, n) -> a model's order of the examples; the first n_train train
+  batch: Callable = indexed_batch()  # (data arrays, idx, valid, key, plan) -> (x, y, weights) to train on
+  prepare: Callable = identity  # x -> model input, for evaluation and the init example
+  train_kwargs: Callable = no_kwargs  # key -> extra model.apply arguments while training (dropout)
+  correct: Callable = argmax_correct  # (logits, labels) -> per-example accuracy
+
+  def words(self):
+    return tuple(self.groups) + self.variants
+
+  def patterns(self, words):
+    return tuple(p for w in words for p in self.groups.get(w, ()))
+
+
+def data_error(fn, *args):
+  """fn(*args), a data loader, with missing or corrupt files reported as a ConfigError."""
+  try:
+    return fn(*args)
+  except files.DataError as e:
+    raise configs.ConfigError(str(e)) from None
+
+
+def steps_per_epoch(c):
+  return math.ceil(c.n_train / c.batch_size)
+
+
+def epoch_steps(c):
+  """`epochs` epochs of steps_per_epoch."""
+  return c.epochs * steps_per_epoch(c)
+
+
+def check_heads(c):
+  if c.width % c.heads:
+    raise configs.ConfigError(f"width={c.width} is not divisible by heads={c.heads}")
+
+
+def check_choice(c, key, allowed):
+  if c[key] not in allowed:
+    raise configs.ConfigError(f"{key}={c[key]!r}; allowed: {', '.join(allowed)}")
+
+
+def check_fixed_frac(c, share):
+  """frac is not a choice where the data fix the split: only its untouched default 0.5 or the share itself."""
+  if c.frac != 0.5 and not math.isclose(c.frac, share, rel_tol=1e-9):
+    raise configs.ConfigError(f"frac={c.frac:g} does not apply to {c.task}: the split is fixed (the first "
+                              f"n_train={c.n_train} training examples, then the test set); set n_train=N instead")
+
+
+def mse_one_hot(logits, labels):
+  """Per-example mean over the outputs of (logit - one_hot)^2: PyTorch's MSELoss on one-hot targets, as
+  Omnigrok trains (its logged losses sum over the outputs instead, i.e. are 10x these)."""
+  return jnp.mean((logits - jax.nn.one_hot(labels, logits.shape[-1])) ** 2, axis=-1)
+
+
+LOSSES = {"xent": optax.softmax_cross_entropy_with_integer_labels, "mse": mse_one_hot}
+
+
+def loss_of(c):
+  check_choice(c, "loss", tuple(LOSSES))
+  return LOSSES[c.loss]
+
+
+def optimizer(c, weight_decay, lr):
+  """c.optimizer at learning rate `lr` (a number or a schedule): 'adamw' is PyTorch's AdamW (decoupled weight
+  decay lr * wd * p; Adam at weight decay 0), 'sgd' PyTorch's SGD with momentum (weight decay added to the
+  gradient, coupled L2, then heavy-ball momentum)."""
+  if c.optimizer == "sgd":
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=c.momentum))
+  return optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
+
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def constant_lr_optimizer(c, weight_decay):
+  return optimizer(c, weight_decay, c.lr)

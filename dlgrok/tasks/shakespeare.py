@@ -1,0 +1,65 @@
+"""Tiny Shakespeare character GPT (App. G.1): random 256-character windows of the first frac of the text."""
+import jax.numpy as jnp
+
+from dlgrok import configs
+from dlgrok.data import shakespeare
+from dlgrok.models import gpt
+from dlgrok.tasks import common
+
+_B = r"block_\d+"
+_H = r"block_\d+/attn/head_\d+"
+GROUPS = {
+    "none": (), "pos": ("pos_emb/embedding",), "tok": ("tok_emb/embedding",),
+    "qkv": (f"{_H}_(query|key|value)/kernel",), "proj": (f"{_B}/attn/proj/kernel",),
+    "attn": (f"{_H}_(query|key|value)/kernel", f"{_B}/attn/proj/kernel"),
+    "fc1": (f"{_B}/ffn/fc1/kernel",), "fc2": (f"{_B}/ffn/fc2/kernel",), "ffn": (f"{_B}/ffn/fc[12]/kernel",),
+    "out": ("out/kernel",),
+    "all": ("pos_emb/embedding", "tok_emb/embedding", f"{_H}_(query|key|value)/kernel", f"{_B}/attn/proj/kernel",
+            f"{_B}/ffn/fc[12]/kernel", "out/kernel"),
+}
+
+
+def check(c):
+  common.check_choice(c, "dropout_site", gpt.DROPOUT_SITES)
+  common.check_choice(c, "optimizer", common.OPTIMIZERS)
+  common.check_heads(c)
+  if not 0 <= c.dropout < 1:
+    raise configs.ConfigError(f"dropout={c.dropout}: must be in [0, 1)")
+
+
+def load(c):
+  d = common.data_error(shakespeare.load, c.data_dir, c.frac, c.block)
+  return common.Data(x=d["x"], y=d["y"], n_train=d["n_train_blocks"], frac=c.frac, stream=d["stream"],
+                     stream_train=d["n_train_chars"])
+
+
+def model(c, variants=()):
+  vocab = len(shakespeare.vocab(shakespeare.read(c.data_dir)))
+  return gpt.GPT(vocab=vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block, dropout=c.dropout,
+                 dropout_site=c.dropout_site)
+
+
+def loss(c):
+  """Per-sequence mean of the next-character loss."""
+  per_token = common.loss_of(c)
+  return lambda logits, labels: jnp.mean(per_token(logits, labels), axis=-1)
+
+
+def correct(logits, labels):
+  return jnp.mean(jnp.argmax(logits, -1) == labels, axis=-1)
+
+
+def batch(d, idx, valid, key, plan):
+  """nanoGPT's get_batch: random windows of the training text, drawn per model (idx is not used)."""
+  c = plan.config
+  x, y = shakespeare.windows(d["stream"], plan.data.stream_train, key, c.batch_size, c.block)
+  return x, y, jnp.ones(c.batch_size)
+
+
+def steps(c):
+  raise configs.ConfigError("steps=0: give the step count, steps=N")
+
+
+TASK = common.Task(name="shakespeare", groups=GROUPS, variants=(), check=check, load=load, model=model,
+                   loss=loss, optimizer=common.constant_lr_optimizer, steps=steps, split=common.fixed_split,
+                   batch=batch, train_kwargs=lambda key: {"train": True, "rngs": {"dropout": key}}, correct=correct)
