@@ -4,6 +4,10 @@ Leaves are selected by regexes on the '/'-joined parameter path; the first patte
 A factorised leaf is a plain dict {'U': (m, r), 'S': (r, r), 'Vt': (r, n)} initialised from the SVD of the
 leaf itself. Each model carries its rank k <= r per leaf as data: recompose masks S to its top-left k x k block,
 so models of different ranks share shapes (and vmap), and the masked entries get exactly zero gradient.
+
+Variants (the lab's ablations, one per cohort): `usv` as above; `uv`, two factors {'U': U sqrt(S), 'Vt':
+sqrt(S) Vt} and no middle matrix; `diag`, {'U', 's': (r,), 'Vt'} with only S's diagonal trained; `s`, the usv
+form with U and Vt frozen at their SVD initialisation (mask_updates zeroes their updates).
 """
 import math
 import re
@@ -12,7 +16,8 @@ from fractions import Fraction
 import jax
 import jax.numpy as jnp
 
-FACTOR_KEYS = ("S", "U", "Vt")
+VARIANTS = ("usv", "uv", "diag", "s")
+FORMS = (("S", "U", "Vt"), ("U", "Vt"), ("U", "Vt", "s"))  # sorted keys of a factorised leaf: usv and s, uv, diag
 
 
 class DecomposeError(ValueError):
@@ -20,12 +25,16 @@ class DecomposeError(ValueError):
 
 
 def is_factor(x):
-  return isinstance(x, dict) and tuple(sorted(x)) == FACTOR_KEYS
+  return isinstance(x, dict) and tuple(sorted(x)) in FORMS
 
 
 def as_usv(factor):
-  """(U, S, Vt) of a factorised leaf."""
-  return factor["U"], factor["S"], factor["Vt"]
+  """(U, S, Vt) of any variant's leaf, S as a full r x r matrix (identity for uv, diagonal for diag)."""
+  u, vt = factor["U"], factor["Vt"]
+  if "S" in factor:
+    return u, factor["S"], vt
+  r = u.shape[-1]
+  return u, (jnp.diag(factor["s"]) if "s" in factor else jnp.eye(r, dtype=u.dtype)), vt
 
 
 def path_str(path):
@@ -89,14 +98,23 @@ def check_rank(name, k, shape):
   return k
 
 
-def factorise_leaf(a, r):
-  """{U, S, Vt} of rank r from the reduced SVD of `a` (S starts diagonal)."""
+def factorise_leaf(a, r, variant="usv"):
+  """The variant's rank-r factors from the reduced SVD of `a` (S starts diagonal)."""
   u, s, vt = jnp.linalg.svd(a, full_matrices=False)  # works on a leading batch axis too
-  return {"U": u[..., :r], "S": s[..., :r, None] * jnp.eye(r, dtype=a.dtype), "Vt": vt[..., :r, :]}
+  u, s, vt = u[..., :r], s[..., :r], vt[..., :r, :]
+  if variant == "uv":
+    root = jnp.sqrt(s)
+    return {"U": u * root[..., None, :], "Vt": root[..., :, None] * vt}
+  if variant == "diag":
+    return {"U": u, "s": s, "Vt": vt}
+  return {"U": u, "S": s[..., :, None] * jnp.eye(r, dtype=a.dtype), "Vt": vt}
 
 
-def factorise(params, max_ranks):
-  """Replaces each leaf named in `max_ranks` ({path: r}) by its rank-r factors; other leaves come back as they are."""
+def factorise(params, max_ranks, variant="usv"):
+  """Replaces each leaf named in `max_ranks` ({path: r}) by its rank-r factors of `variant`; other leaves come back
+  as they are."""
+  if variant not in VARIANTS:
+    raise DecomposeError(f"variant {variant!r}; allowed: {', '.join(VARIANTS)}")
   missing = set(max_ranks) - set(leaf_paths(params))
   if missing:
     raise DecomposeError(f"no parameter at {sorted(missing)}; leaves are: {', '.join(leaf_paths(params))}")
@@ -106,7 +124,7 @@ def factorise(params, max_ranks):
     if name not in max_ranks:
       return leaf
     check_rank(name, max_ranks[name], leaf.shape[-2:])
-    return factorise_leaf(leaf, max_ranks[name])
+    return factorise_leaf(leaf, max_ranks[name], variant)
 
   return jax.tree_util.tree_map_with_path(f, params)
 
@@ -116,12 +134,15 @@ def rank_mask(r, k):
 
 
 def recompose_leaf(factor, k=None):
-  """U (S * m m^T) Vt with m = [i < k]; k=None keeps all r ranks."""
-  s = factor["S"]
-  if k is not None:
-    m = rank_mask(s.shape[-1], k).astype(s.dtype)
-    s = s * m[:, None] * m[None, :]
-  return factor["U"] @ s @ factor["Vt"]
+  """U (S * m m^T) Vt with m = [i < k] (uv: (U * m) Vt; diag: (U * s m) Vt); k=None keeps all r ranks."""
+  u = factor["U"]
+  m = None if k is None else rank_mask(u.shape[-1], k).astype(u.dtype)
+  if "S" in factor:
+    s = factor["S"] if m is None else factor["S"] * m[:, None] * m[None, :]
+    return u @ s @ factor["Vt"]
+  scale = factor["s"] if "s" in factor else None
+  scale = m if scale is None else (scale if m is None else scale * m)
+  return (u if scale is None else u * scale[None, :]) @ factor["Vt"]
 
 
 def recompose(params, ranks=None):
@@ -136,24 +157,33 @@ def recompose(params, ranks=None):
   return jax.tree_util.tree_map_with_path(f, params, is_leaf=is_factor)
 
 
-def mask_updates(updates, ranks):
-  """Zeroes the rows/columns of U, S, Vt beyond each leaf's rank, so masked entries never move."""
+def mask_updates(updates, ranks, variant="usv"):
+  """Zeroes the rows/columns of the factors beyond each leaf's rank, so masked entries never move; for the `s`
+  variant also every update of U and Vt (frozen at their SVD initialisation)."""
 
   def f(p, leaf):
     if not is_factor(leaf):
       return leaf
     k = ranks.get(path_str(p))
-    if k is None:
-      return leaf
-    m = rank_mask(leaf["S"].shape[-1], k)
-    return {"U": leaf["U"] * m[None, :], "S": leaf["S"] * (m[:, None] & m[None, :]), "Vt": leaf["Vt"] * m[:, None]}
+    out = dict(leaf)
+    if k is not None:
+      m = rank_mask(leaf["U"].shape[-1], k)
+      out.update(U=leaf["U"] * m[None, :], Vt=leaf["Vt"] * m[:, None])
+      if "S" in leaf:
+        out["S"] = leaf["S"] * (m[:, None] & m[None, :])
+      if "s" in leaf:
+        out["s"] = leaf["s"] * m
+    if variant == "s":
+      out.update(U=jnp.zeros_like(leaf["U"]), Vt=jnp.zeros_like(leaf["Vt"]))
+    return out
 
   return jax.tree_util.tree_map_with_path(f, updates, is_leaf=is_factor)
 
 
-def factor_params(m, n, k):
-  """Trained parameters of a rank-k factorisation of an m x n matrix: mk + k^2 + kn."""
-  return m * k + k * k + k * n
+def factor_params(m, n, k, variant="usv"):
+  """Trained parameters of a rank-k factorisation of an m x n matrix: mk + k^2 + kn (usv); mk + kn (uv);
+  mk + k + kn (diag); k^2 (s: U and Vt frozen)."""
+  return {"usv": m * k + k * k + k * n, "uv": m * k + k * n, "diag": m * k + k + k * n, "s": k * k}[variant]
 
 
 def inference_params(m, n, k):
@@ -171,8 +201,9 @@ def break_even_rank(m, n):
   return k
 
 
-def count_params(params, ranks=None):
-  """Per-leaf and total {'trained', 'inference', 'dense'} counts; factorised leaves counted at their rank k."""
+def count_params(params, ranks=None, variant="usv"):
+  """Per-leaf and total {'trained', 'inference', 'dense'} counts; factorised leaves counted at their rank k as
+  `variant` trains them."""
   ranks = ranks or {}
   rows = {}
   flat, _ = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_factor)
@@ -180,8 +211,9 @@ def count_params(params, ranks=None):
     name = path_str(p)
     if is_factor(leaf):
       m, n = _shape(leaf)
-      k = int(ranks.get(name, leaf["S"].shape[-1]))
-      rows[name] = {"trained": factor_params(m, n, k), "inference": inference_params(m, n, k), "dense": m * n}
+      k = int(ranks.get(name, leaf["U"].shape[-1]))
+      rows[name] = {"trained": factor_params(m, n, k, variant), "inference": inference_params(m, n, k),
+                    "dense": m * n}
     else:
       size = math.prod(leaf.shape)
       rows[name] = {"trained": size, "inference": size, "dense": size}
