@@ -74,8 +74,7 @@ def measure_dlgrok(spec, overrides):
   cohort = plan.cohorts[-1]
   assert len(cohort.models) == spec["models"], cohort
   n, out = jnp.int32(spec["steps"]), {}
-  rows = lambda step, state, wall: metrics.rows(cohort, step, plan.config.frac,
-                                                loop.gather(fns.evaluate(state["params"], a)), wall)
+  rows = lambda step, state, wall: metrics.rows(cohort, step, loop.gather(fns.evaluate(state["params"], a)), wall)
   with tempfile.TemporaryDirectory() as tmp:
     t = time.perf_counter()
     _, _, arrays, all_fns = loop.build(plan)

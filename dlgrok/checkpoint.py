@@ -142,14 +142,15 @@ def move_aside(workdir, step):
 
 
 def mismatch(saved, abstract):
-  """Why the saved tree's arrays do not fit `abstract` (shapes and count), or None."""
-  saved_leaves = jax.tree_util.tree_leaves(saved)
-  flat = jax.tree_util.tree_flatten_with_path(abstract)[0]
-  if len(saved_leaves) != len(flat):
-    return f"it holds {len(saved_leaves)} arrays where this config needs {len(flat)} (other layer groups or cohorts)"
-  for (path, want), have in zip(flat, saved_leaves):
-    shape = tuple(getattr(have, "shape", None) or ())
-    if shape != tuple(getattr(want, "shape", ())):
-      return (f"{jax.tree_util.keystr(path, simple=True, separator='/')} has shape {shape} where this config needs "
-              f"{tuple(want.shape)}")
+  """Why the saved tree's arrays do not fit `abstract` (names and shapes), or None."""
+  have, want = ocp.tree.to_flat_dict(saved), ocp.tree.to_flat_dict(abstract)
+  if have.keys() != want.keys():
+    extra, missing = sorted(have.keys() - want.keys()), sorted(want.keys() - have.keys())
+    name = lambda k: "/".join(k)
+    return (f"it holds {len(have)} arrays where this config needs {len(want)}"
+            + (f"; not needed: {name(extra[0])}" if extra else "") + (f"; missing: {name(missing[0])}" if missing else ""))
+  for k in sorted(want):
+    shape, need = tuple(getattr(have[k], "shape", None) or ()), tuple(getattr(want[k], "shape", ()))
+    if shape != need:
+      return f"{'/'.join(k)} has shape {shape} where this config needs {need}"
   return None

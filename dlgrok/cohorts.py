@@ -21,6 +21,9 @@ class ModelSpec:
   layer_ranks: dict  # leaf path -> k
   weight_decay: float
   counts: dict  # whole-model {'trained', 'inference', 'dense'} parameter counts
+  frac: float  # training fraction
+  n_train: int  # training examples
+  remedy_params: dict = dataclasses.field(default_factory=dict)  # the remedy's per-model hyperparameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +34,17 @@ class Cohort:
   max_ranks: dict  # leaf path -> r, the largest rank in the cohort
   models: tuple
   first: int  # global index of the first model
+  factorisation: str = "usv"  # how its decomposed layers are factorised (decompose.VARIANTS)
+  remedy: str = "none"  # its remedy set, words joined by '+'
+
+  @property
+  def variant(self):
+    """The factorisation, for rows and figures: None for a dense cohort."""
+    return self.factorisation if self.max_ranks else None
+
+  @property
+  def max_window(self):
+    return max((m.remedy_params.get("window", 1) for m in self.models), default=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +81,12 @@ def resolve(config):
     if w not in task.words():
       raise configs.ConfigError(f"unknown group {w!r}; allowed: {', '.join(task.words())}")
   config = config.copy_and_resolve_references()
+  if len(config.fracs) > 1 and task.n_train is None:
+    raise configs.ConfigError(f"fracs={tuple(config.fracs)}: {config.task}'s data fix the split; one fraction only")
   data = task.load(config)
   if data.frac is not None or task.split is tasks.common.fixed_split:  # record the training share
     config.frac = data.frac if data.frac is not None else data.n_train / len(data.y)
-  config.steps = float(config.steps or task.steps(config))
+  config.steps = float(config.steps or max(task.steps(at_frac(config, f)) for f in fracs_of(config)))
   config.weight_decays = tuple(config.weight_decays) or (config.weight_decay,)
   config.ranks, config.pcts = tuple(config.ranks), tuple(config.pcts)
   cohorts = plan_cohorts(config, task, data)
@@ -78,11 +94,21 @@ def resolve(config):
   return Plan(task, ml_collections.FrozenConfigDict(config), data, tuple(cohorts), tuple(points))
 
 
-def factorised_shapes(task, config, data, variants, max_ranks):
+def fracs_of(config):
+  return tuple(config.fracs) or (config.frac,)
+
+
+def at_frac(config, frac):
+  c = config.copy_and_resolve_references()
+  c.frac = frac
+  return c
+
+
+def factorised_shapes(task, config, data, variants, max_ranks, factorisation="usv"):
   """The model's parameter tree with the `max_ranks` leaves factorised, as shapes (nothing is computed)."""
   model = task.model(config, variants)
   x = task.prepare(jnp.asarray(data.x[:1]))
-  return jax.eval_shape(lambda k: decompose.factorise(model.init(k, x)["params"], max_ranks),
+  return jax.eval_shape(lambda k: decompose.factorise(model.init(k, x)["params"], max_ranks, factorisation),
                         jax.random.PRNGKey(0))
 
 
@@ -92,8 +118,48 @@ def rank_specs(config):
           + [(configs.rank_label("p", p), "p", p) for p in config.pcts])
 
 
+def layer_ranks(config, task, tree, groups):
+  """([(label, pct, {path: k})] per rank token, {path: largest k}) of the chosen layer groups in `tree`."""
+  try:
+    chosen = decompose.select(tree, task.patterns(groups))
+  except decompose.DecomposeError as e:
+    raise configs.ConfigError(str(e)) from None
+  leaves = {decompose.path_str(p): l.shape for p, l in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  per_token, max_ranks, seen = [], {}, {}
+  for label, kind, value in rank_specs(config):
+    ranks = {}
+    for path in chosen:
+      k = value if kind == "r" else decompose.pct_to_rank(value, decompose.full_rank(leaves[path]))
+      try:
+        ranks[path] = decompose.check_rank(path, k, leaves[path])
+      except decompose.DecomposeError as e:
+        raise configs.ConfigError(f"{label}: {e}") from None
+      max_ranks[path] = max(max_ranks.get(path, 0), k)
+    same = seen.setdefault(tuple(sorted(ranks.items())), label)
+    if same != label:
+      raise configs.ConfigError(f"rank tokens {same!r} and {label!r} give the same ranks "
+                                f"({', '.join(f'{decompose.layer_name(p)}: {k}' for p, k in ranks.items())}); give one")
+    first = decompose.full_rank(leaves[next(iter(chosen))])
+    pct = (int(value) if value == int(value) else value) if kind == "p" else round(100 * value / first, 2)
+    per_token.append((label, pct, ranks))
+  return per_token, max_ranks
+
+
+def remedy_grid(config, remedy):
+  """The per-model hyperparameters of a remedy set's cohort: alpha x lambda (grokfast EMA), window x lambda
+  (grokfast MA), else one empty set."""
+  words = remedy.split("+")
+  if "grokfast_ema" in words:
+    return [{"alpha": a, "lamb": l} for a in config.ema_alphas for l in config.ema_lambs]
+  if "grokfast_ma" in words:
+    return [{"window": int(w), "lamb": l} for w in config.ma_windows for l in config.ma_lambs]
+  return [{}]
+
+
 def plan_cohorts(config, task, data):
-  """A baseline cohort (unless baseline=false) and one for the chosen layer groups."""
+  """A baseline cohort (unless baseline=false), one per factorisation of the chosen layer groups, and one per
+  remedy set on the baseline model (and on the decomposed models with remedy_groups=true). Within a cohort, a
+  model per rank token, remedy hyperparameters, weight decay, training fraction and seed, in that order."""
   words = tuple(configs.split_tokens(config.group))
   groups = tuple(w for w in words if w in task.groups and w != "none")
   variants = tuple(w for w in words if w in task.variants)
@@ -102,49 +168,29 @@ def plan_cohorts(config, task, data):
     raise configs.ConfigError(f"ranks {', '.join(s[0] for s in specs)} given but no layer group to decompose")
   if groups and not specs:
     raise configs.ConfigError(f"no ranks for group {config.group!r}: give rN or pX tokens")
-  seeds = [config.seed + i for i in range(config.seeds)]
-  wds = config.weight_decays
-  dense_counts = decompose.count_params(factorised_shapes(task, config, data, variants, {}))[1]
-  dense = [ModelSpec(s, "full", None, {}, wd, dense_counts) for wd in wds for s in seeds]
-  out = []
-  if config.baseline or not (groups or variants):
-    base_counts = dense_counts if not variants else decompose.count_params(
-        factorised_shapes(task, config, data, (), {}))[1]
-    out.append(("baseline", (), (), {}, [dataclasses.replace(m, counts=base_counts) for m in dense]))
-  if groups or variants:
-    models, max_ranks = dense, {}
-    if groups:
-      tree = factorised_shapes(task, config, data, variants, {})
-      try:
-        chosen = decompose.select(tree, task.patterns(groups))
-      except decompose.DecomposeError as e:
-        raise configs.ConfigError(str(e)) from None
-      leaves = {decompose.path_str(p): l.shape for p, l in jax.tree_util.tree_flatten_with_path(tree)[0]}
-      per_token, seen = [], {}
-      for label, kind, value in specs:
-        ranks = {}
-        for path in chosen:
-          full = decompose.full_rank(leaves[path])
-          k = value if kind == "r" else decompose.pct_to_rank(value, full)
-          try:
-            ranks[path] = decompose.check_rank(path, k, leaves[path])
-          except decompose.DecomposeError as e:
-            raise configs.ConfigError(f"{label}: {e}") from None
-          max_ranks[path] = max(max_ranks.get(path, 0), k)
-        same = seen.setdefault(tuple(sorted(ranks.items())), label)
-        if same != label:
-          raise configs.ConfigError(f"rank tokens {same!r} and {label!r} give the same ranks "
-                                    f"({', '.join(f'{decompose.layer_name(p)}: {k}' for p, k in ranks.items())}); "
-                                    "give one")
-        first = decompose.full_rank(leaves[next(iter(chosen))])
-        pct = (int(value) if value == int(value) else value) if kind == "p" else round(100 * value / first, 2)
-        per_token.append((label, pct, ranks))
-      shapes = factorised_shapes(task, config, data, variants, max_ranks)
-      models = [ModelSpec(s, label, pct, ranks, wd, decompose.count_params(shapes, ranks)[1])
-                for label, pct, ranks in per_token for wd in wds for s in seeds]
-    out.append((",".join(words), words, variants, max_ranks, models))
+  fracs = [(f, data.n_train if task.n_train is None or f == config.frac else task.n_train(len(data.y), f))
+           for f in fracs_of(config)]
+  # kinds of model: (name, words, model variants, factorisation, [(rank label, pct, ranks)], max ranks)
+  dense = ("baseline", (), (), "usv", [("full", None, {})], {})
+  kinds = []
+  if groups:
+    per_token, max_ranks = layer_ranks(config, task, factorised_shapes(task, config, data, variants, {}), groups)
+    for form in config.factorisations or ("usv",):
+      name = ",".join(words) + ("" if form == "usv" else f"[{form}]")
+      kinds.append((name, words, variants, form, per_token, max_ranks))
+  elif variants:
+    kinds.append((",".join(words), words, variants, "usv", [("full", None, {})], {}))
+  plain = [dense] if config.baseline or not (kinds or config.remedies) else []
+  arms = [(kind, "none") for kind in plain + kinds]
+  arms += [(kind, r) for r in config.remedies for kind in [dense] + kinds * config.remedy_groups]
   cohorts, n = [], 0
-  for name, words_, variants_, max_ranks_, models in out:
-    cohorts.append(Cohort(name, words_, variants_, max_ranks_, tuple(models), n))
+  for (name, kind_words, kind_variants, form, per_token, max_ranks), remedy in arms:
+    shapes = factorised_shapes(task, config, data, kind_variants, max_ranks, form)
+    wds = config.decays if "decay" in remedy.split("+") else config.weight_decays
+    models = tuple(ModelSpec(s, label, pct, ranks, wd, decompose.count_params(shapes, ranks, form)[1], f, n_tr, hp)
+                   for label, pct, ranks in per_token for hp in remedy_grid(config, remedy) for wd in wds
+                   for f, n_tr in fracs for s in range(config.seed, config.seed + config.seeds))
+    cohort_name = name if remedy == "none" else f"{name}+{remedy}"
+    cohorts.append(Cohort(cohort_name, kind_words, kind_variants, max_ranks, models, n, form, remedy))
     n += len(models)
   return cohorts

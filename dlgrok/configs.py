@@ -21,7 +21,11 @@ class ConfigError(ValueError):
 
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
-TUPLES = {"ranks": int, "pcts": float, "weight_decays": float}  # fields holding tuples of numbers
+TUPLES = {"ranks": int, "pcts": float, "weight_decays": float, "fracs": float, "ema_alphas": float,
+          "ema_lambs": float, "ma_windows": int, "ma_lambs": float, "decays": float}  # tuples of numbers
+WORD_TUPLES = ("factorisations", "remedies")  # fields holding tuples of words
+FACTORISATIONS = ("usv", "uv", "diag", "s")  # decompose.VARIANTS: how a decomposed layer is factorised
+REMEDIES = ("grokfast_ema", "grokfast_ma", "stablemax", "orthograd", "decay")  # joined by '+' into a remedy set
 UINT32 = 2**32  # seeds are uint32 PRNG keys
 POSITIVE_INTS = ("width", "heads", "layers", "block", "n_train", "epochs", "batch_size", "eval_points", "p",
                  "patch", "mlp_ratio")  # each >= 1 where a task has it
@@ -70,6 +74,8 @@ def split_tokens(arg):
 def coerce(config, key, text):
   """Parses `text` as the type of config[key] (for TUPLES fields: comma-separated numbers, brackets allowed)."""
   cur = config[key]
+  if key in WORD_TUPLES:
+    return tuple(split_tokens(text.strip("()[] ").replace("'", "").replace('"', "")))
   if key in TUPLES:
     kind = TUPLES[key]
     values = tuple(parse_number(t, key) for t in split_tokens(text.strip("()[] ")))
@@ -97,7 +103,7 @@ def apply_arg(config, arg, task, default_ranks=None):
   words) and returns it. Without rank tokens, decomposed layer groups get default_ranks(groups) -> (ranks, pcts):
   the experiment's (paper's) ranks."""
   group_words = task.words()
-  groups, ranks, pcts, wds, fracs, keys = [], [], [], [], [], []
+  groups, ranks, pcts, wds, fracs, keys, forms, remedies = [], [], [], [], [], [], [], []
 
   def once(seen, value, tok):
     if value in seen:
@@ -113,6 +119,10 @@ def apply_arg(config, arg, task, default_ranks=None):
       config[key] = coerce(config, key, val)
     elif tok in group_words:
       once(groups, tok, tok)
+    elif tok in FACTORISATIONS:
+      once(forms, tok, tok)
+    elif all(w in REMEDIES for w in tok.split("+")):
+      once(remedies, remedy_set(tok), tok)
     elif re.fullmatch(r"[rp][0-9.eE+-]+", tok):
       kind, value = parse_rank_token(tok)
       once(ranks if kind == "r" else pcts, value, tok)
@@ -121,15 +131,13 @@ def apply_arg(config, arg, task, default_ranks=None):
       if not 0 < pct < 100:
         raise ConfigError(f"train fraction {tok!r} is outside (0, 100) percent")
       once(fracs, pct, tok)
-      if len(fracs) > 1:
-        raise ConfigError(f"{tok!r}: one train fraction per run (fX given twice)")
-      config.frac = pct / 100
     elif re.fullmatch(r"wd[0-9.eE+-]+", tok):
       once(wds, parse_weight_decay(tok[2:]), tok)
     else:
       raise ConfigError(
-          f"unknown token {tok!r}; allowed: group words {', '.join(group_words)}; "
-          "rN (rank), pX (percent of full rank), fX (train percent), wdX (weight decay), key=value")
+          f"unknown token {tok!r}; allowed: group words {', '.join(group_words)}; factorisations "
+          f"{', '.join(FACTORISATIONS)}; remedies {', '.join(REMEDIES)} (joined by +); rN (rank), pX (percent of "
+          "full rank), fX (train percent), wdX (weight decay), key=value")
   if groups:
     config.group = ",".join(groups)
   if ranks or pcts:
@@ -141,7 +149,25 @@ def apply_arg(config, arg, task, default_ranks=None):
       config.ranks, config.pcts = tuple(r), tuple(float(x) for x in p)
   if wds:
     config.weight_decays = tuple(wds)
+  if fracs:  # one: the run's fraction; several: a fraction per model, each model its own split
+    config.frac = fracs[0] / 100
+    config.fracs = tuple(f / 100 for f in fracs) if len(fracs) > 1 else ()
+  if forms:
+    config.factorisations = tuple(forms)
+  if remedies:
+    config.remedies = tuple(remedies)
   return config
+
+
+def remedy_set(text):
+  """'orthograd+stablemax' -> 'stablemax+orthograd': the words of a remedy set in REMEDIES order."""
+  words = text.split("+")
+  bad = [w for w in words if w not in REMEDIES]
+  if bad or len(set(words)) < len(words):
+    raise ConfigError(f"remedy {text!r}: give each of {', '.join(REMEDIES)} at most once, joined by +")
+  if {"grokfast_ema", "grokfast_ma"} <= set(words):
+    raise ConfigError(f"remedy {text!r}: grokfast_ema and grokfast_ma are alternatives; use one of them")
+  return "+".join(w for w in REMEDIES if w in words)
 
 
 def parse_weight_decay(text):
@@ -181,6 +207,13 @@ def base(**fields):
   c.progress_seconds = 10.0
   c.devices = 0  # devices to spread the models over; 0 = all
   c.checkpoint_minutes = 5.0  # between evaluation points, a checkpoint at the first chunk boundary after this long
+  c.fracs = ()  # several training fractions: one model per fraction (and seed, rank, ...), each its own split
+  c.factorisations = ()  # decomposed cohorts, one per factorisation (usv uv diag s); empty: usv
+  c.remedies = ()  # remedy sets ('grokfast_ema', 'stablemax+orthograd', 'decay'): a cohort each, beside the others
+  c.remedy_groups = False  # remedies also on the decomposed cohorts (else on the baseline model only)
+  c.ema_alphas, c.ema_lambs = (0.98,), (2.0,)  # grokfast-EMA alpha x lambda: per-model sweeps in its cohorts
+  c.ma_windows, c.ma_lambs = (100,), (5.0,)  # grokfast-MA window x lambda
+  c.decays = (1.0,)  # weight decays of the 'decay' remedy's cohorts
   c.update(fields)
   return c
 
@@ -222,7 +255,7 @@ def upgrade(d):
 def from_json(d):
   """The ConfigDict of a config.json dict (of any version), tuples where configs hold tuples."""
   d = upgrade(d)
-  return ml_collections.ConfigDict({k: tuple(v) if k in TUPLES else v for k, v in d.items()})
+  return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def check_number(c, key, low, high, low_ok, allowed):
@@ -262,6 +295,26 @@ def check_common(c):
   for wd in c.weight_decays:
     if not wd >= 0:
       raise ConfigError(f"weight_decays={tuple(c.weight_decays)}: weight decay {wd:g} must be >= 0")
-  for key in TUPLES:
-    if len(set(c[key])) < len(c[key]):
+  for key in list(TUPLES) + list(WORD_TUPLES):
+    if key in c and len(set(c[key])) < len(c[key]):
       raise ConfigError(f"{key}={tuple(c[key])} repeats a value; give each once")
+  check_lab(c)
+
+
+def check_lab(c):
+  """The lab's fields: fractions, factorisations, remedies and their per-model hyperparameters."""
+  for f in c.get("fracs", ()):
+    if not 0 < f < 1:
+      raise ConfigError(f"fracs={tuple(c.fracs)}: fraction {f:g} is outside (0, 1)")
+  for form in c.get("factorisations", ()):
+    if form not in FACTORISATIONS:
+      raise ConfigError(f"factorisations: {form!r}; allowed: {', '.join(FACTORISATIONS)}")
+  for r in c.get("remedies", ()):
+    remedy_set(r)
+  for key, low, low_ok, high, allowed in (("ema_alphas", 0, True, 1, "in [0, 1)"), ("ema_lambs", 0, True, math.inf,
+                                          ">= 0"), ("ma_lambs", 0, True, math.inf, ">= 0"),
+                                          ("ma_windows", 1, True, math.inf, ">= 1"),
+                                          ("decays", 0, True, math.inf, ">= 0")):
+    for x in c.get(key, ()):
+      if not ((low <= x if low_ok else low < x) and x < high):
+        raise ConfigError(f"{key}={tuple(c[key])}: {x:g} must be {allowed}")

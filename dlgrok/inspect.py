@@ -54,7 +54,7 @@ def pick(run, index):
   raise SystemExit(f"error: no model {index}; models are 0..{run.plan.n_models - 1}")
 
 
-def layer_report(params, ranks):
+def layer_report(params, ranks, variant="usv"):
   """Per factorised leaf: shapes, counts, spectrum, stable rank, orthogonality, S off-diagonal mass."""
   out = {}
   flat = jax.tree_util.tree_flatten_with_path(params, is_leaf=decompose.is_factor)[0]
@@ -68,7 +68,7 @@ def layer_report(params, ranks):
     a = analysis.recompose(u, s, vt, k)
     ortho_u, ortho_v = analysis.orthogonality(u, vt, k)
     out[name] = {"shape": [m, n], "rank": k, "U": [m, k], "S": [k, k], "Vt": [k, n],
-                 "trained": decompose.factor_params(m, n, k), "inference": decompose.inference_params(m, n, k),
+                 "trained": decompose.factor_params(m, n, k, variant), "inference": decompose.inference_params(m, n, k),
                  "dense": m * n, "singular_values": [float(x) for x in np.linalg.svd(a, compute_uv=False)[:k]],
                  "stable_rank": float(analysis.stable_rank(jnp.asarray(a))), "UtU_minus_I": float(ortho_u),
                  "VtVt_minus_I": float(ortho_v), "S_offdiag_mass": float(analysis.offdiag_mass(s, k))}
@@ -98,15 +98,17 @@ def report(workdir, step=None, model=None):
   for k in run.plan.cohorts:
     out["cohorts"].append({"name": k.name, "models": len(k.models)})
     for i, m in enumerate(k.models):
-      out["models"].append({"model": k.first + i, "cohort": k.name, "group": k.name if k.words else "none",
-                            "rank": m.rank, "seed": m.seed, "frac": run.plan.config.frac,
-                            "weight_decay": m.weight_decay})
+      out["models"].append({"model": k.first + i, "cohort": k.name, "group": ",".join(k.words) or "none",
+                            "rank": m.rank, "seed": m.seed, "frac": m.frac,
+                            "weight_decay": m.weight_decay, "variant": k.variant, "remedy": k.remedy,
+                            "remedy_params": m.remedy_params})
   chosen = range(len(out["models"])) if model is None else [model]
   out["details"] = {}
   for index in chosen:
-    _, _, params, ranks = pick(run, index)
-    _, total = decompose.count_params(params, ranks)
-    out["details"][index] = {"layers": layer_report(params, ranks), "total": total,
+    j, _, params, ranks = pick(run, index)
+    variant = run.plan.cohorts[j].factorisation
+    _, total = decompose.count_params(params, ranks, variant)
+    out["details"][index] = {"layers": layer_report(params, ranks, variant), "total": total,
                              "trained_ratio": total["trained"] / total["dense"],
                              "inference_ratio": total["inference"] / total["dense"]}
   return out, run

@@ -14,7 +14,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dlgrok import analysis, decompose
+from dlgrok import analysis, decompose, remedies
 from dlgrok.tasks import common
 
 
@@ -62,19 +62,23 @@ def data_arrays(plan, placement):
 
 
 def model_arrays(plan, cohort, placement):
-  """Per-model data of a cohort: layer ranks, weight decays, init / data keys (from each seed), and each model's
-  split (train_idx: its first n_train examples; is_train: a mask over all examples)."""
-  specs, task = cohort.models, plan.task
-  n, n_train = len(plan.data.y), plan.data.n_train
+  """Per-model data of a cohort: layer ranks, weight decays, remedy hyperparameters, init / data keys (from each
+  seed), and each model's split: train_idx (its first n_train examples, padded to the cohort's largest n_train),
+  n_train, batches per epoch, and is_train (a mask over all examples)."""
+  specs, task, bs = cohort.models, plan.task, plan.config.batch_size
+  n = len(plan.data.y)
+  n_train = jnp.array([m.n_train for m in specs], jnp.int32)
   keys = jax.vmap(jax.random.PRNGKey)(jnp.array([m.seed for m in specs], jnp.uint32))
   init_keys, split_keys, data_keys = (jax.vmap(lambda k: jax.random.split(k, 3))(keys)[:, i] for i in range(3))
   perms = jax.vmap(lambda k: task.split(k, n))(split_keys)
-  train_idx = perms[:, :n_train]
+  hyper = {k: jnp.array([m.remedy_params[k] for m in specs], jnp.int32 if k == "window" else jnp.float32)
+           for k in (specs[0].remedy_params if specs else {})}
   return placement.put({
       "ranks": {p: jnp.array([m.layer_ranks[p] for m in specs], jnp.int32) for p in cohort.max_ranks},
-      "wd": jnp.array([m.weight_decay for m in specs], jnp.float32),
-      "init_keys": init_keys, "data_keys": data_keys, "train_idx": train_idx,
-      "is_train": jax.vmap(lambda i: jnp.zeros(n, bool).at[i].set(True))(train_idx)})
+      "wd": jnp.array([m.weight_decay for m in specs], jnp.float32), "hyper": hyper,
+      "init_keys": init_keys, "data_keys": data_keys, "train_idx": perms[:, :max(m.n_train for m in specs)],
+      "n_train": n_train, "batches": (n_train + bs - 1) // bs,
+      "is_train": jax.vmap(lambda p, k: jnp.zeros(n, bool).at[p].set(jnp.arange(n) < k))(perms, n_train)})
 
 
 def build(plan):
@@ -98,9 +102,17 @@ def make_cohort(plan, cohort, placement, d):
   """The cohort's functions over the data arrays `d` (data_arrays)."""
   task, c = plan.task, plan.config
   model = task.model(c, cohort.variants)
-  n, n_train, bs = len(plan.data.y), plan.data.n_train, c.batch_size
-  batches = math.ceil(n_train / bs)
-  loss_of = task.loss(c)
+  n, bs, form = len(plan.data.y), c.batch_size, cohort.factorisation
+  n_max = max(m.n_train for m in cohort.models)
+  # one training fraction for all: static epoch lengths; several: each model's own, as per-model arrays
+  same_frac = len({m.n_train for m in cohort.models}) == 1
+  batches = math.ceil(n_max / bs)
+  loss_of = task.loss(c, "stablemax" if "stablemax" in cohort.remedy.split("+") else None)
+
+  def optimizer(wd, hyper):
+    """The task's optimiser, after the cohort's remedy transforms (grokfast, ⊥Grad) of the raw gradient."""
+    txs = remedies.transforms(cohort.remedy, hyper, cohort.max_window)
+    return optax.chain(*txs, task.optimizer(c, wd)) if txs else task.optimizer(c, wd)
 
   def init(a):
     """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""
@@ -110,20 +122,26 @@ def make_cohort(plan, cohort, placement, d):
       p = model.init(k, x)["params"]
       if c.init_scale != 1.0:
         p = jax.tree_util.tree_map(lambda v: v * c.init_scale, p)
-      return decompose.factorise(p, cohort.max_ranks)
+      return decompose.factorise(p, cohort.max_ranks, form)
 
     # lax.map, not vmap: the same numbers, XLA:CPU compiles a vmapped threefry init ~3x slower, and one SVD per
     # matrix avoids LAPACK's batched SVD (its thread-pool wait has hung XLA:CPU)
     params = jax.lax.map(one, a["init_keys"])
-    opt = jax.vmap(task.optimizer(c, 0.0).init)(params)
-    return {"params": params, "opt": opt, "perm": epoch_perm(a, 0)}
+    hyper = jax.tree_util.tree_map(lambda v: v[0], a["hyper"])  # any values: the state's shapes do not depend on them
+    opt = jax.vmap(optimizer(0.0, hyper).init)(params)
+    return {"params": params, "opt": opt, "perm": epoch_perm(a, jnp.zeros_like(a["n_train"]))}
 
-  def epoch_perm(a, epoch):
-    return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n_train))(a["data_keys"])
+  def epoch_perm(a, epochs):
+    """Each model's permutation of its n_train training examples for its epoch (padded to n_max)."""
+    def one(k, epoch, n_train):
+      p = jax.random.permutation(jax.random.fold_in(k, epoch), n_max)
+      # a random order of 0..n_train-1: the permutation's entries below n_train, first, in their order
+      return p if same_frac else p[jnp.argsort(p >= n_train, stable=True)]
+    return jax.vmap(one)(a["data_keys"], epochs, a["n_train"])
 
-  def update(params, opt, perm, batch, train_idx, ranks, wd, key):
+  def update(params, opt, perm, batch, train_idx, ranks, wd, hyper, n_train, key):
     """One model's training step: the model's slice of its epoch permutation (the last batch of an epoch is
-    partial and weighted out) or the task's own draw, then the optimiser; masked ranks never move."""
+    partial and weighted out) or the task's own draw, then the optimiser; masked (and frozen) factors never move."""
     data_key, dropout_key = jax.random.split(key)
     pos = batch * bs + jnp.arange(bs)
     idx = train_idx[perm[jnp.minimum(pos, n_train - 1)]]
@@ -135,23 +153,31 @@ def make_cohort(plan, cohort, placement, d):
       return jnp.sum(loss_of(logits, yb) * w) / jnp.sum(w)
 
     grads = jax.grad(loss_fn)(params)
-    updates, opt = task.optimizer(c, wd).update(grads, opt, params)
-    updates = decompose.mask_updates(updates, ranks)
+    updates, opt = optimizer(wd, hyper).update(grads, opt, params)
+    updates = decompose.mask_updates(updates, ranks, form)
     return optax.apply_updates(params, updates), opt
 
   def chunk(state, a, step0, steps):
     """Runs `steps` (traced) steps from global step `step0`."""
-    step_all = jax.vmap(update, in_axes=(0, 0, 0, None, 0, 0, 0, 0))
+    per_model = None if same_frac else 0  # a model's batch index and n_train: shared, or its own
+    step_all = jax.vmap(update, in_axes=(0, 0, 0, per_model, 0, 0, 0, 0, per_model, 0))
     # per model and step: batch sampling, augmentation and dropout draws (unused by deterministic tasks)
     noise = jax.vmap(lambda k: jax.random.split(k)[1])(a["data_keys"])
 
     def body(i, carry):
       params, opt, perm = carry
       step = step0 + i
-      batch = step % batches
-      perm = jax.lax.cond(batch == 0, lambda: epoch_perm(a, step // batches), lambda: perm)
+      if same_frac:
+        batch, n_train = step % batches, n_max
+        perm = jax.lax.cond(batch == 0, lambda: epoch_perm(a, jnp.full_like(a["n_train"], step // batches)),
+                            lambda: perm)
+      else:
+        batch, n_train = step % a["batches"], a["n_train"]
+        fresh = lambda: jnp.where((batch == 0)[:, None], epoch_perm(a, step // a["batches"]), perm)
+        perm = jax.lax.cond(jnp.any(batch == 0), fresh, lambda: perm)
       keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(noise)
-      params, opt = step_all(params, opt, perm, batch, a["train_idx"], a["ranks"], a["wd"], keys)
+      params, opt = step_all(params, opt, perm, batch, a["train_idx"], a["ranks"], a["wd"], a["hyper"], n_train,
+                             keys)
       return params, opt, perm
 
     # the epoch's permutation is carried from chunk to chunk: computing it costs ~5 s for 180 MNIST models on
@@ -176,7 +202,7 @@ def make_cohort(plan, cohort, placement, d):
   # array was one, keeping the metrics of fixed-split tasks bit-identical with earlier versions
   fixed = None
   if task.split is common.fixed_split:
-    fixed = placement.put(jnp.broadcast_to(jnp.arange(n) < n_train, (len(cohort.models), n)))
+    fixed = placement.put(jnp.broadcast_to(jnp.arange(n) < n_max, (len(cohort.models), n)))
 
   def evaluate(params, a):
     def one(p, ranks, is_train):
@@ -195,5 +221,5 @@ def make_cohort(plan, cohort, placement, d):
   s = placement.sharding
   return CohortFns(init=jax.jit(init, out_shardings=s), chunk=jax.jit(chunk, donate_argnums=0, out_shardings=s),
                    evaluate=jax.jit(evaluate, out_shardings=s),
-                   perm_at=jax.jit(lambda a, step: epoch_perm(a, step // batches), out_shardings=s),
+                   perm_at=jax.jit(lambda a, step: epoch_perm(a, step // a["batches"]), out_shardings=s),
                    per_example=per_example)

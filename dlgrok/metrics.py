@@ -14,7 +14,7 @@ class MetricsError(ValueError):
   """A metrics.jsonl or config.json that cannot be read; the message names the file and line."""
 
 
-def rows(cohort, step, frac, ev, wall):
+def rows(cohort, step, ev, wall):
   """The rows of one cohort at `step` (this module owns their schema), from evaluate()'s per-model outputs on
   the host. A model is diverged when a loss or stable rank is not finite (argmax accuracies of NaN parameters
   are finite): its accuracies, losses, gap and stable ranks are null."""
@@ -27,7 +27,8 @@ def rows(cohort, step, frac, ev, wall):
       vals, ranks = dict.fromkeys(vals), dict.fromkeys(ranks)
     out.append({
         "step": step, "model": cohort.first + i, "cohort": cohort.name, "seed": m.seed,
-        "group": ",".join(cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": frac,
+        "group": ",".join(cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": m.frac,
+        "variant": cohort.variant, "remedy": cohort.remedy, "remedy_params": m.remedy_params,
         "layer_ranks": {decompose.layer_name(p): k for p, k in m.layer_ranks.items()},
         "weight_decay": float(m.weight_decay), **{f"{k}_params": v for k, v in m.counts.items()}, **vals,
         "diverged": diverged, "gap": vals["train_acc"] - vals["test_acc"] if not diverged else None,

@@ -114,3 +114,18 @@ def stablemax_cross_entropy(logits, labels):
   s = jnp.where(logits >= 0, logits + 1, 1 / (1 - neg))
   s_label = jnp.take_along_axis(s, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
   return jnp.log(jnp.sum(s, axis=-1)) - jnp.log(s_label)
+
+
+def transforms(remedy, hyper, max_window=MA_WINDOW):
+  """The gradient transformations of a remedy set ('grokfast_ema+orthograd', ...) in the order they act on the raw
+  gradient before the optimiser: grokfast (EMA or MA), then ⊥Grad. 'stablemax' is a loss and 'decay' a weight
+  decay: neither transforms gradients. `hyper` holds the model's alpha, lamb and window (traced under vmap)."""
+  words = remedy.split("+")
+  out = []
+  if "grokfast_ema" in words:
+    out.append(grokfast_ema(hyper["alpha"], hyper["lamb"]))
+  if "grokfast_ma" in words:
+    out.append(grokfast_ma(hyper["window"], hyper["lamb"], max_window))
+  if "orthograd" in words:
+    out.append(orthograd())
+  return out

@@ -176,7 +176,7 @@ def _run(config, workdir, allow_config_change):
         signals.fault("eval")
         wall = time.time() - progress.t0
         rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
-                for row in metrics.rows(k, step, c.frac, loop.gather(f.evaluate(s["params"], a)), wall)]
+                for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a)), wall)]
         writer.write(rows)
         progress(step, progress_lib.mean_accs(rows), force=step == plan.steps)
         save()

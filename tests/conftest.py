@@ -52,7 +52,7 @@ class Runner:
 
   def rows(self, step, params, wall=0.0):
     ev = loop.gather(self.fns.evaluate(params, self.a))
-    return metrics.rows(self.cohort, step, self.plan.config.frac, ev, wall)
+    return metrics.rows(self.cohort, step, ev, wall)
 
 
 @pytest.fixture

@@ -20,7 +20,18 @@ MOD97_CASES = [
     ("ffn,r0", [], "'r0'"), ("ffn,r1e400", [], "'1e400' is not a finite number"), ("ffn,r12.5", [], "'r12.5'"),
     ("ffn,r-3", [], "'r-3'"), ("ffn,r129", [], "rank 129"), ("ffn,p0", [], "'p0'"), ("ffn,p101", [], "'p101'"),
     ("ffn,pnan", [], "unknown token 'pnan'"), ("ffn,pinf", [], "unknown token 'pinf'"),
-    ("f0", [], "'f0'"), ("f100", [], "'f100'"), ("f80,f65", [], "'f65'"), ("fnan", [], "unknown token 'fnan'"),
+    ("f0", [], "'f0'"), ("f100", [], "'f100'"), ("f80,f120", [], "'f120'"), ("fnan", [], "unknown token 'fnan'"),
+    ("f80,f80", [], "'f80' repeats"), ("fracs=1.5", [], "fraction 1.5 is outside (0, 1)"),
+    ("grokfast_ema,ema_alphas=1", [], "ema_alphas=(1.0,): 1 must be in [0, 1)"),
+    ("grokfast_ema,ema_alphas=-0.1", [], "-0.1 must be in [0, 1)"),
+    ("grokfast_ema,ema_lambs=-1", [], "ema_lambs=(-1.0,): -1 must be >= 0"),
+    ("grokfast_ma,ma_windows=0", [], "ma_windows=(0,): 0 must be >= 1"),
+    ("grokfast_ma,ma_windows=2.5", [], "ma_windows=2.5: expected whole numbers"),
+    ("grokfast_ma,ma_lambs=-2", [], "ma_lambs=(-2.0,): -2 must be >= 0"), ("decay,decays=-1", [], "decays=(-1.0,)"),
+    ("gradfast", [], "unknown token 'gradfast'"), ("grokfast_ema+grokfast_ma", [], "alternatives"),
+    ("stablemax+stablemax", [], "at most once"), ("all,svd", [], "unknown token 'svd'"),
+    ("all,p50,uv,uv", [], "'uv' repeats"), ("factorisations=svd,all,p50", [], "factorisations: 'svd'"),
+    ("remedies=foo", [], "remedy 'foo'"),
     ("ffn,ffn", [], "'ffn' repeats"), ("ffn,r8,r8", [], "'r8' repeats"),
     ("ffn,p50,r16", [], "'r16' and 'p50' give the same ranks"), ("wd0.1,wd0.1", [], "'wd0.1' repeats"),
     ("wd-1", [], "weight decay -1"), ("wdnan", [], "'wdnan'"), ("foo", [], "unknown token 'foo'"),
@@ -52,7 +63,9 @@ MOD97_CASES = [
 # documented acceptances: (argument, what the resolved config holds)
 ACCEPTED = [("steps=1e4", {"steps": 10000.0}), ("seeds=3.0", {"seeds": 3}), ("ffn, r8", {"ranks": (8,)}),
             ("ffn,p12.5", {"pcts": (12.5,)}), ("steps=0,f80", {"steps": 10000.0}), ("baseline=1", {"baseline": True}),
-            ("ffn", {"pcts": (12.5, 25.0, 50.0, 75.0, 100.0)})]
+            ("ffn", {"pcts": (12.5, 25.0, 50.0, 75.0, 100.0)}), ("f80,f65", {"frac": 0.8, "fracs": (0.8, 0.65)}),
+            ("all,p50,uv,diag", {"factorisations": ("uv", "diag")}),
+            ("orthograd+stablemax", {"remedies": ("stablemax+orthograd",)})]
 
 
 def outcome(argv, workdir):
@@ -126,6 +139,7 @@ def file_cases(tmp_path):
       ([f"--config={exp('mnist_wd.py')}:l1,wd0,wd0.0"], str(d / "x"), "'wd0.0' repeats"),
       ([f"--config={exp('mnist_wd.py')}:l1,weight_decays=0;0.1"], str(d / "x"), "'0;0.1'"),
       ([f"--config={exp('cifar10.py')}:all,n_train=0"], str(d / "x"), "n_train=0"),
+      ([f"--config={exp('mnist_wd.py')}:l1,f50,f80"], str(d / "x"), "data fix the split; one fraction only"),
       ([f"--config={exp('cifar10.py')}:all,data_dir={d / 'x'}"], str(d / "x"), "CIFAR-10 batches not found"),
   ]
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlgrok import configs
+from dlgrok import configs, remedies
 from dlgrok.data import files
 
 
@@ -60,7 +60,7 @@ class Task:
   check: Callable  # config -> None, raises ConfigError (before any data is read)
   load: Callable  # config -> Data, raises ConfigError for missing or unfit data
   model: Callable  # (config, variant words) -> flax module
-  loss: Callable  # config -> (logits, labels) -> per-example loss
+  loss: Callable  # (config, loss name) -> (logits, labels) -> per-example loss
   optimizer: Callable  # (config, weight_decay) -> optax transform
   steps: Callable  # config -> the step count when config.steps is 0
   split: Callable = random_split  # (key, n) -> a model's order of the examples; the first n_train train
@@ -68,6 +68,7 @@ class Task:
   prepare: Callable = identity  # x -> model input, for evaluation and the init example
   train_kwargs: Callable = no_kwargs  # key -> extra model.apply arguments while training (dropout)
   correct: Callable = argmax_correct  # (logits, labels) -> per-example accuracy
+  n_train: Callable | None = None  # (examples, frac) -> training examples, where each model may have its own frac
 
   def words(self):
     return tuple(self.groups) + self.variants
@@ -116,12 +117,14 @@ def mse_one_hot(logits, labels):
   return jnp.mean((logits - jax.nn.one_hot(labels, logits.shape[-1])) ** 2, axis=-1)
 
 
-LOSSES = {"xent": optax.softmax_cross_entropy_with_integer_labels, "mse": mse_one_hot}
+LOSSES = {"xent": optax.softmax_cross_entropy_with_integer_labels, "mse": mse_one_hot,
+          "stablemax": remedies.stablemax_cross_entropy}
 
 
-def loss_of(c):
+def loss_of(c, name=None):
+  """The per-example loss `name` (default: the config's `loss`)."""
   check_choice(c, "loss", tuple(LOSSES))
-  return LOSSES[c.loss]
+  return LOSSES[name or c.loss]
 
 
 def optimizer(c, weight_decay, lr):

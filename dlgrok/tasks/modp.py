@@ -59,4 +59,4 @@ def steps(c):
 
 
 TASK = common.Task(name="modp", groups=GROUPS, variants=("nopos",), check=check, load=load, model=model,
-                   loss=common.loss_of, optimizer=optimizer, steps=steps)
+                   loss=common.loss_of, optimizer=optimizer, steps=steps, n_train=algorithmic.n_train)

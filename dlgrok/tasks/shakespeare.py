@@ -39,9 +39,9 @@ def model(c, variants=()):
                  dropout_site=c.dropout_site)
 
 
-def loss(c):
+def loss(c, name=None):
   """Per-sequence mean of the next-character loss."""
-  per_token = common.loss_of(c)
+  per_token = common.loss_of(c, name)
   return lambda logits, labels: jnp.mean(per_token(logits, labels), axis=-1)
 
 
