@@ -201,11 +201,24 @@ def measure_peer(directory, steps, python, threads):
               note=f"every 100 steps it evaluates; {threads or 'default'} threads")
 
 
+PAPER_EVALS = len(cohorts.eval_steps(10**6, 200))  # the paper's 1e6-step run: ~200 log-spaced evaluations
+
+
+def eval_share(r):
+  """Evaluation's share of a 1e6-step run's wall time at this row's rates: PAPER_EVALS evaluations of the row's
+  measured cost against 1e6 steps at its train-only rate."""
+  if not (r.get("chunks") and r.get("eval_s")):
+    return "-"
+  evals, training = PAPER_EVALS * r["eval_s"] / r["chunks"], 1e6 * r["models"] / r["train_rate"]
+  return f"{100 * evals / (evals + training):.1f} %"
+
+
 def table(rows, env, command):
   bare = {(r["precision"], r["models"]): r for r in rows if r["cohort"] == "bare" and "rate" in r}
   steps = next((r["steps"] for r in rows if r.get("chunks")), "?")
   head = ["cohort", "precision", "M", f"model-steps/s (eval every {steps} steps)", "÷ bare", "train only", "÷ bare",
-          "eval s", "first call s", "peak memory", "per model", "XLA est. per model: train / eval", "M that fit"]
+          "eval s", f"eval share, 1e6 steps ({PAPER_EVALS} evals)", "first call s", "peak memory", "per model",
+          "XLA est. per model: train / eval", "M that fit"]
   out = [f"{env['device']}; {env['versions']}; {env['date']}", "", f"`{command}`", "",
          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
@@ -215,15 +228,15 @@ def table(rows, env, command):
     xla = " / ".join(gib(e / m) if e else "-" for e in est) if big else "n/a"
     fit = str(int(0.95 * r["limit"] / (big / m))) if big and r.get("limit") else "n/a"
     if "rate" not in r:
-      out.append(f"| {r['cohort']} | {r['precision']} | {m} | {r['error']} |" + " |" * 7 + f" {xla} | {fit} |")
+      out.append(f"| {r['cohort']} | {r['precision']} | {m} | {r['error']} |" + " |" * 8 + f" {xla} | {fit} |")
       continue
     b = bare.get(("highest" if r["precision"] == "float32" else r["precision"], m))
     ratio = lambda k: f"{r[k] / b[k]:.2f}" if b and r is not b else ""
     ev = f"{r['eval_s'] / r['chunks']:.2f}" if r.get("chunks") and r["eval_s"] else "-"
     peak = r.get("peak")
     out.append(f"| {r['cohort']} | {r['precision']} | {m} | {r['rate']:,.0f} | {ratio('rate')} | "
-               f"{r['train_rate']:,.0f} | {ratio('train_rate')} | {ev} | {r['first_s']:.1f} | {gib(peak)} | "
-               f"{gib(peak / m) if peak else 'n/a'} | {xla} | {fit} |")
+               f"{r['train_rate']:,.0f} | {ratio('train_rate')} | {ev} | {eval_share(r)} | {r['first_s']:.1f} | "
+               f"{gib(peak)} | {gib(peak / m) if peak else 'n/a'} | {xla} | {fit} |")
   notes = [f"{r['cohort']} M={r['models']} {r['precision']}: {r['note']}" for r in rows if r.get("note")]
   again = [f"{r['cohort']} M={r['models']}" for r in rows if r.get("traces", 1) > 1 or r.get("eval_compiles", 1) > 1]
   notes.append("recompiled while timing: " + (", ".join(again) if again else "none"))

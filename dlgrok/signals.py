@@ -43,3 +43,8 @@ def fault(moment):
   _state["seen"][moment] = _state["seen"].get(moment, 0) + 1
   if _state["seen"][moment] == int(n):
     os.kill(os.getpid(), getattr(signal, sig))
+
+
+def clear():
+  """Forgets a received signal (a caller that handled it, e.g. a time budget's own SIGTERM, goes on)."""
+  _state["received"] = None

@@ -1,0 +1,51 @@
+"""python -m dlgrok.reproduce: the prioritised GPU programme, at toy size on the CPU."""
+import gzip
+import os
+import tarfile
+
+import pytest
+
+from dlgrok import reproduce
+
+ITEMS = ["throughput", "grid80", "remedies", "precision", "phase", "grid65", "f50"]
+
+
+def test_list_shows_the_items_in_priority_order(tmp_path, capsys):
+  reproduce.main([str(tmp_path / "out"), "--list"])
+  lines = capsys.readouterr().out.splitlines()
+  assert [l.split()[0] for l in lines if not l.startswith(" ")] == ITEMS
+  assert "            mod97.py:all,f80,seeds=5,baseline=false" in lines  # the grid's last run
+  assert not (tmp_path / "out").exists()
+
+
+def test_one_tiny_item_and_what_does_not_fit(tmp_path):
+  out, work = tmp_path / "out", tmp_path / "runs"
+  reproduce.main([str(out), "--tiny", "--only", "precision", "--budget", "30", "--workdirs", str(work)])
+  assert sorted(os.listdir(out)) == ["reproduce.log", "results.md", "results.tar.gz"]
+  text = (out / "results.md").read_text()
+  assert "## Precision: highest vs default matmuls" in text and text.count("— done, ") == 2
+  assert "matmul precision `highest`" in text and "matmul precision `default`" in text
+  assert text.count("| 80 % | none | full | 1 |") == 2 and text.count("| 80 % | all | p100 | 1 |") == 2
+  with tarfile.open(out / "results.tar.gz") as tar:
+    names = set(tar.getnames())
+    for p in ("highest", "default"):
+      assert f"items/precision/precision_{p}/metrics.jsonl.gz" in names
+      rows = gzip.decompress(tar.extractfile(f"items/precision/precision_{p}/metrics.jsonl.gz").read())
+      assert rows.count(b'"step": 60') == 2  # the last evaluation of the baseline and the decomposed model
+    assert "items/precision/table.md" in names and any(n.endswith(".png") for n in names)
+  # a budget already spent: the grid is skipped and says why; the resumable 50 % run is stopped before it starts
+  reproduce.main([str(tmp_path / "none"), "--tiny", "--only", "grid65,f50", "--budget", "0.001",
+                  "--workdirs", str(work)])
+  text = (tmp_path / "none" / "results.md").read_text()
+  assert "skipped: estimated" in text and "--only grid65" in text
+  assert "stopped: the budget ran out before this run (rerun with `--only f50` to continue)" in text
+
+
+@pytest.mark.slow
+def test_every_item_at_toy_size(tmp_path):
+  out = tmp_path / "out"
+  reproduce.main([str(out), "--tiny", "--budget", "60", "--workdirs", str(tmp_path / "runs")])
+  text = (out / "results.md").read_text()
+  assert [l[3:] for l in text.splitlines() if l.startswith("## ")] == [i.title for i in reproduce.items(True)]
+  assert "skipped" not in text and "failed" not in text
+  assert os.path.getsize(out / "results.tar.gz") < reproduce.MAX_FILE
