@@ -106,7 +106,7 @@ def at_frac(config, frac):
 
 def factorised_shapes(task, config, data, variants, max_ranks, factorisation="usv"):
   """The model's parameter tree with the `max_ranks` leaves factorised, as shapes (nothing is computed)."""
-  model = task.model(config, variants)
+  model = task.model(config, variants, data)
   x = task.prepare(jnp.asarray(data.x[:1]))
   return jax.eval_shape(lambda k: decompose.factorise(model.init(k, x)["params"], max_ranks, factorisation),
                         jax.random.PRNGKey(0))

@@ -101,7 +101,7 @@ class CohortFns:
 def make_cohort(plan, cohort, placement, d):
   """The cohort's functions over the data arrays `d` (data_arrays)."""
   task, c = plan.task, plan.config
-  model = task.model(c, cohort.variants)
+  model = task.model(c, cohort.variants, plan.data)
   n, bs, form = len(plan.data.y), c.batch_size, cohort.factorisation
   n_max = max(m.n_train for m in cohort.models)
   # one training fraction for all: static epoch lengths; several: each model's own, as per-model arrays

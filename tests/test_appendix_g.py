@@ -35,7 +35,7 @@ def trained_params(config):
   plan = cohorts.resolve(config)
   out = []
   for cohort in plan.cohorts:
-    model = plan.task.model(plan.config, ())
+    model = plan.task.model(plan.config, (), plan.data)
     x = plan.task.prepare(jnp.asarray(plan.data.x[:1]))
     tree = jax.eval_shape(lambda k: decompose.factorise(model.init(k, x)["params"], cohort.max_ranks),
                           jax.random.PRNGKey(0))
@@ -109,3 +109,19 @@ def test_tiny_vit_vmapped_over_ranks_equals_alone(cifar_dir, tmp_path):
       "cifar10", arg, data_dir=cifar_dir, n_train=40, width=16, heads=2, layers=1, batch_size=8, seeds=1, steps=6.0,
       eval_points=2, epochs=2, warmup_epochs=1, progress_seconds=1e9)
   check_vmapped_equals_alone(config, tmp_path, "attn", ["r2", "r8"])
+
+
+def test_files_are_read_once_per_run(text_dir, cifar_dir, tmp_path, monkeypatch):
+  """No cache hides repeated loads: the plan reads each file once, and the model takes the vocabulary from it."""
+  from dlgrok.data import shakespeare
+  reads = []
+  for module, name in ((shakespeare, "read"), (cifar10, "read_batch")):
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, real=real: reads.append(a) or real(*a))
+  train.run(tiny("shakespeare", "all,r2,seeds=1", data_dir=text_dir, width=16, heads=2, layers=1, block=16,
+                 batch_size=4, steps=2.0, eval_points=2, frac=0.5, progress_seconds=1e9), str(tmp_path / "text"))
+  assert reads == [(text_dir,)]
+  train.run(tiny("cifar10", "attn,r2,seeds=1", data_dir=cifar_dir, n_train=40, width=16, heads=2, layers=1,
+                 batch_size=8, steps=2.0, eval_points=2, epochs=2, warmup_epochs=1, progress_seconds=1e9),
+            str(tmp_path / "cifar"))
+  assert sorted(a[0] for a in reads[1:]) == sorted(f"{cifar_dir}/{f}" for f in cifar10.FILES)

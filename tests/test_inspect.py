@@ -50,7 +50,7 @@ def test_export_loads_into_the_plain_model(tmp_path):
   assert params["block_0"]["ffn"]["fc1"]["kernel"].shape == (32, 128)
   assert np.linalg.matrix_rank(np.asarray(params["block_0"]["ffn"]["fc1"]["kernel"]), tol=1e-4) == 4
   plan = cohorts.resolve(cfg)
-  model, x = plan.task.model(plan.config), plan.data.x
+  model, x = plan.task.model(plan.config, (), plan.data), plan.data.x
   assert model.apply({"params": params}, x[:8]).shape == (8, 13)
 
 

@@ -4,7 +4,6 @@ its cifar-10-batches-py/ subfolder.
 The directory is `data_dir`, or when that is empty: $DLGROK_DATA/cifar10 if DLGROK_DATA is set, else the first of
 ../shared/data/cifar10 (relative to the current directory) and ~/data/cifar10 that holds the batches.
 """
-import functools
 import hashlib
 import http.client
 import os
@@ -108,12 +107,7 @@ def load(data_dir="", download=False):
       raise
     _download(files.search_dirs(data_dir, "cifar10")[0])
     d = find(data_dir)
-  return _load(tuple(files.stamp(os.path.join(d, f)) for f in FILES))
-
-
-@functools.lru_cache(maxsize=2)
-def _load(key):
-  parts = [read_batch(path) for path, *_ in key]
+  parts = [read_batch(os.path.join(d, f)) for f in FILES]
   x = np.concatenate([p[0] for p in parts])
   y = np.concatenate([p[1] for p in parts])
   x.setflags(write=False)

@@ -14,9 +14,3 @@ def search_dirs(data_dir, name):
   if os.environ.get("DLGROK_DATA"):
     return [os.path.abspath(os.path.join(os.path.expanduser(os.environ["DLGROK_DATA"]), name))]
   return [os.path.abspath(os.path.join("..", "shared", "data", name)), os.path.expanduser(f"~/data/{name}")]
-
-
-def stamp(path):
-  """(path, size, mtime): a cache key that changes when the file is rewritten."""
-  st = os.stat(path)
-  return path, st.st_size, st.st_mtime_ns

@@ -3,7 +3,6 @@
 The directory is `data_dir`, or when that is empty: $DLGROK_DATA/mnist if DLGROK_DATA is set, else the first
 of ../shared/data/mnist (relative to the current directory) and ~/data/mnist that holds all four files.
 """
-import functools
 import gzip
 import os
 import zlib
@@ -81,17 +80,7 @@ def find(data_dir=""):
 
 def read_all(data_dir=""):
   """(train images, train labels, test images, test labels) as uint8 arrays, checked for consistency."""
-  return _read_all(stamped(find(data_dir)))
-
-
-def stamped(paths):
-  """A cache key: the files with their sizes and modification times, so a rewritten file is read again."""
-  return tuple((k,) + files.stamp(p) for k, p in sorted(paths.items()))
-
-
-@functools.lru_cache(maxsize=4)
-def _read_all(key):
-  paths = {k: p for k, p, *_ in key}
+  paths = find(data_dir)
   a = {k: read_idx(p) for k, p in paths.items()}
   for split in ("train", "test"):
     x, y = a[f"{split}_x"], a[f"{split}_y"]
@@ -114,12 +103,7 @@ def load(data_dir="", n_train=60000, pixels="unit"):
   Normalize((0.5,), (0.5,))), `standard` MNIST's mean 0.1307 and std 0.3081."""
   if pixels not in PIXELS:
     raise DataError(f"pixels={pixels!r}; allowed: {', '.join(PIXELS)}")
-  return _load(stamped(find(data_dir)), n_train, pixels)
-
-
-@functools.lru_cache(maxsize=2)
-def _load(paths, n_train, pixels):
-  tx, ty, vx, vy = _read_all(paths)
+  tx, ty, vx, vy = read_all(data_dir)
   if not 1 <= n_train <= len(tx):
     raise DataError(f"n_train={n_train}: the training files hold {len(tx)} images (allowed 1..{len(tx)})")
   x = np.concatenate([tx[:n_train], vx]).reshape(n_train + len(vx), -1).astype(np.float32) / 255.0

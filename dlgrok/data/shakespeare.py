@@ -3,7 +3,6 @@
 The directory is `data_dir`, or when that is empty: $DLGROK_DATA/tinyshakespeare if DLGROK_DATA is set, else the
 first of ../shared/data/tinyshakespeare (relative to the current directory) and ~/data/tinyshakespeare that holds it.
 """
-import functools
 import os
 
 import jax
@@ -30,13 +29,8 @@ def find(data_dir=""):
 
 
 def read(data_dir=""):
-  """The whole text, read again only when the file changes."""
-  return _read(files.stamp(find(data_dir)))
-
-
-@functools.lru_cache(maxsize=2)
-def _read(key):
-  path = key[0]
+  """The whole text."""
+  path = find(data_dir)
   try:
     with open(path, encoding="utf-8", newline="") as f:
       return f.read()
@@ -78,16 +72,11 @@ def blocks(ids, block):
 def load(data_dir="", frac=0.9, block=256):
   """{stream, n_train_chars, x, y, n_train_blocks, vocab}: every character's id, then the train blocks followed by
   the test blocks; arrays read-only."""
-  return dict(_load(files.stamp(find(data_dir)), frac, block))
-
-
-@functools.lru_cache(maxsize=2)
-def _load(key, frac, block):
-  text = _read(key)
+  text = read(data_dir)
   chars = vocab(text)
   if len(chars) < 2:
-    raise DataError(f"{key[0]}: the text has {len(chars)} distinct character(s) ({chars!r}); a next-character "
-                    "model needs at least 2")
+    raise DataError(f"{find(data_dir)}: the text has {len(chars)} distinct character(s) ({chars!r}); a "
+                    "next-character model needs at least 2")
   stream = encode(text, chars)
   k = n_train_chars(len(stream), frac, block)
   tx, ty = blocks(stream[:k], block)

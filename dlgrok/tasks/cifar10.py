@@ -37,7 +37,7 @@ def load(c):
   return common.Data(x=x[keep], y=y[keep], n_train=c.n_train)
 
 
-def model(c, variants=()):
+def model(c, variants, data):
   return vit.ViT(width=c.width, heads=c.heads, layers=c.layers, mlp_ratio=c.mlp_ratio, patch=c.patch,
                  dropout=c.dropout)
 

@@ -20,6 +20,7 @@ class Data:
   frac: float | None = None  # the training share to record, when it is not n_train / len(y)
   stream: object = None  # a token stream that training batches are drawn from (Tiny Shakespeare)
   stream_train: int = 0  # training draws read only stream[:stream_train]
+  vocab: int = 0  # distinct tokens of a text (Tiny Shakespeare's model needs it)
 
 
 def argmax_correct(logits, labels):
@@ -59,7 +60,7 @@ class Task:
   variants: tuple  # words that change the model itself rather than factorise it
   check: Callable  # config -> None, raises ConfigError (before any data is read)
   load: Callable  # config -> Data, raises ConfigError for missing or unfit data
-  model: Callable  # (config, variant words) -> flax module
+  model: Callable  # (config, variant words, data) -> flax module
   loss: Callable  # (config, loss name) -> (logits, labels) -> per-example loss
   optimizer: Callable  # (config, weight_decay) -> optax transform
   steps: Callable  # config -> the step count when config.steps is 0

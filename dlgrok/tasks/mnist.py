@@ -26,7 +26,7 @@ def load(c):
   return common.Data(x=x, y=y, n_train=c.n_train)
 
 
-def model(c, variants=()):
+def model(c, variants, data):
   return mlp.MLP(features=(c.width, c.width, 10), init_scheme=c.init)
 
 

@@ -38,7 +38,7 @@ def load(c):
   return common.Data(x=x, y=y, n_train=algorithmic.n_train(len(y), c.frac))
 
 
-def model(c, variants=()):
+def model(c, variants, data):
   return transformer.Transformer(vocab=algorithmic.vocab_size(c.p), width=c.width, heads=c.heads, layers=c.layers,
                                  positions=5, use_pos="nopos" not in variants, init_scheme=c.init)
 

@@ -30,12 +30,11 @@ def check(c):
 def load(c):
   d = common.data_error(shakespeare.load, c.data_dir, c.frac, c.block)
   return common.Data(x=d["x"], y=d["y"], n_train=d["n_train_blocks"], frac=c.frac, stream=d["stream"],
-                     stream_train=d["n_train_chars"])
+                     stream_train=d["n_train_chars"], vocab=len(d["vocab"]))
 
 
-def model(c, variants=()):
-  vocab = len(shakespeare.vocab(shakespeare.read(c.data_dir)))
-  return gpt.GPT(vocab=vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block, dropout=c.dropout,
+def model(c, variants, data):
+  return gpt.GPT(vocab=data.vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block, dropout=c.dropout,
                  dropout_site=c.dropout_site)
 
 
