@@ -267,6 +267,12 @@ def by_weight_decay(rows):
   return {f"_wd{wd:g}": [r for r in rows if r["weight_decay"] == wd] for wd in wds}
 
 
+def tables(rows):
+  """The steps-to-grok table in markdown, one per weight decay when the rows differ in it."""
+  return "\n\n".join(f"weight decay {sub[0]['weight_decay']:g}\n\n" * bool(suffix)
+                       + analysis.table(analysis.summarise(sub)) for suffix, sub in by_weight_decay(rows).items())
+
+
 def figures(rows, workdirs):
   """Yields (file stem, Figure) for everything the rows support."""
   for suffix, sub in by_weight_decay(rows).items():
@@ -316,10 +322,7 @@ def main(argv=None):
   if args.compare:
     lab_plots.write_compare_table(rows, out)
   if args.table:
-    for suffix, sub in by_weight_decay(rows).items():
-      if suffix:
-        print(f"\nweight decay {sub[0]['weight_decay']:g}\n")
-      print(analysis.table(analysis.summarise(sub)))
+    print(tables(rows))
 
 
 if __name__ == "__main__":

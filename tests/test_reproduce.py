@@ -7,7 +7,7 @@ import pytest
 
 from dlgrok import reproduce
 
-ITEMS = ["throughput", "grid80", "remedies", "precision", "phase", "grid65", "f50"]
+ITEMS = ["throughput", "grid80", "remedies", "precision", "phase", "grid65", "f50", "appe"]
 
 
 def test_list_shows_the_items_in_priority_order(tmp_path, capsys):
@@ -41,11 +41,24 @@ def test_one_tiny_item_and_what_does_not_fit(tmp_path):
   assert "stopped: the budget ran out before this run (rerun with `--only f50` to continue)" in text
 
 
+def test_app_e_without_the_mnist_files_is_skipped_saying_why(tmp_path, monkeypatch):
+  monkeypatch.setenv("DLGROK_DATA", str(tmp_path / "nodata"))
+  reproduce.main([str(tmp_path / "out"), "--tiny", "--only", "appe", "--workdirs", str(tmp_path / "runs")])
+  text = (tmp_path / "out" / "results.md").read_text()
+  assert "## App. E, Figure 24" in text and "skipped: MNIST files not found" in text
+  assert str(tmp_path / "nodata" / "mnist") in text and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
-def test_every_item_at_toy_size(tmp_path):
+def test_every_item_at_toy_size(tmp_path, monkeypatch):
+  from test_mnist import write_mnist
+  write_mnist(str(tmp_path / "data" / "mnist"), n_train=600, n_test=100)  # App. E's tiny runs read 512 of them
+  monkeypatch.setenv("DLGROK_DATA", str(tmp_path / "data"))
   out = tmp_path / "out"
   reproduce.main([str(out), "--tiny", "--budget", "60", "--workdirs", str(tmp_path / "runs")])
   text = (out / "results.md").read_text()
   assert [l[3:] for l in text.splitlines() if l.startswith("## ")] == [i.title for i in reproduce.items(True)]
   assert "skipped" not in text and "failed" not in text
+  # App. E: five runs, one table per weight decay (the fixed split: 512 training images of 512 + 100)
+  assert text.count("mnist_wd.py:") == 5 and text.count("| 83.6601 % | all | p50 | 1 |") == 6
   assert os.path.getsize(out / "results.tar.gz") < reproduce.MAX_FILE
