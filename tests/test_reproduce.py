@@ -18,7 +18,7 @@ def test_list_shows_the_items_in_priority_order(tmp_path, capsys):
   assert not (tmp_path / "out").exists()
 
 
-def test_one_tiny_item_and_what_does_not_fit(tmp_path):
+def test_one_tiny_item_and_what_does_not_fit(tmp_path, monkeypatch):
   out, work = tmp_path / "out", tmp_path / "runs"
   reproduce.main([str(out), "--tiny", "--only", "precision", "--budget", "30", "--workdirs", str(work)])
   assert sorted(os.listdir(out)) == ["reproduce.log", "results.md", "results.tar.gz"]
@@ -33,20 +33,16 @@ def test_one_tiny_item_and_what_does_not_fit(tmp_path):
       rows = gzip.decompress(tar.extractfile(f"items/precision/precision_{p}/metrics.jsonl.gz").read())
       assert rows.count(b'"step": 60') == 2  # the last evaluation of the baseline and the decomposed model
     assert "items/precision/table.md" in names and any(n.endswith(".png") for n in names)
-  # a budget already spent: the grid is skipped and says why; the resumable 50 % run is stopped before it starts
-  reproduce.main([str(tmp_path / "none"), "--tiny", "--only", "grid65,f50", "--budget", "0.001",
+  # a budget already spent: the grid is skipped and says why; the resumable 50 % run is stopped before it starts;
+  # App. E without the MNIST files is skipped, saying which files and where
+  monkeypatch.setenv("DLGROK_DATA", str(tmp_path / "nodata"))
+  reproduce.main([str(tmp_path / "none"), "--tiny", "--only", "grid65,f50,appe", "--budget", "0.001",
                   "--workdirs", str(work)])
   text = (tmp_path / "none" / "results.md").read_text()
   assert "skipped: estimated" in text and "--only grid65" in text
   assert "stopped: the budget ran out before this run (rerun with `--only f50` to continue)" in text
-
-
-def test_app_e_without_the_mnist_files_is_skipped_saying_why(tmp_path, monkeypatch):
-  monkeypatch.setenv("DLGROK_DATA", str(tmp_path / "nodata"))
-  reproduce.main([str(tmp_path / "out"), "--tiny", "--only", "appe", "--workdirs", str(tmp_path / "runs")])
-  text = (tmp_path / "out" / "results.md").read_text()
   assert "## App. E, Figure 24" in text and "skipped: MNIST files not found" in text
-  assert str(tmp_path / "nodata" / "mnist") in text and not (tmp_path / "runs").exists()
+  assert str(tmp_path / "nodata" / "mnist") in text and not (work / "appe_none").exists()
 
 
 @pytest.mark.slow
