@@ -104,17 +104,19 @@ def read(workdir):
 
 
 def truncate_from(workdir, step):
-  """Drops rows with step >= `step` (a run resuming at `step` writes them again) and a truncated last line."""
+  """Drops rows with step >= `step` (a run resuming at `step` writes them again) and a truncated last line;
+  returns the last kept row's wall (0.0 if none), from which the resumed run's wall counts on."""
   p = path(workdir)
   if not os.path.exists(p):
-    return
+    return 0.0
   with open(p) as f:
-    rows = parse(f.readlines(), p)
+    kept = [(line, row) for line, row in parse(f.readlines(), p) if row["step"] < step]
   with open(p + ".tmp", "w") as f:  # then renamed: a kill mid-write leaves the old file whole
-    f.writelines(line for line, row in rows if row["step"] < step)
+    f.writelines(line for line, _ in kept)
     f.flush()
     os.fsync(f.fileno())
   os.replace(p + ".tmp", p)
+  return max((row.get("wall", 0.0) for _, row in kept), default=0.0)
 
 
 def load_config(workdir):

@@ -143,8 +143,9 @@ def _run(config, workdir, allow_config_change):
       if signals.received():
         raise Interrupted(signals.received(), step)
       step = step or 0
+      wall0 = 0.0
       if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
-        metrics.truncate_from(workdir, step)
+        wall0 = metrics.truncate_from(workdir, step)
         writer = metrics.Writer(workdir)
       progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, start_step=step)
 
@@ -174,7 +175,7 @@ def _run(config, workdir, allow_config_change):
           if step < target:
             save()
         signals.fault("eval")
-        wall = time.time() - progress.t0
+        wall = wall0 + time.time() - progress.t0
         rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
                 for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a)), wall)]
         writer.write(rows)

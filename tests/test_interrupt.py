@@ -54,6 +54,8 @@ def reference(tmp_path_factory):
 
 def same_as_reference(workdir, reference):
   rows, (step, params) = reference
+  walls = [r["wall"] for r in metrics.read(workdir)]
+  assert walls == sorted(walls) and walls[-1] > 0  # wall counts on across the resume
   got = stripped(workdir)
   assert [r["step"] for r in got] == [r["step"] for r in rows]  # every evaluation point once, in order
   assert got == rows
