@@ -1,4 +1,5 @@
 """Progress lines of a training run: step, steps/s, model-steps/s, ETA and mean accuracies."""
+import collections
 import time
 
 import numpy as np
@@ -12,10 +13,13 @@ def fmt_time(s):
 class Progress:
   """Prints step, steps/s, model-steps/s, ETA and mean accuracies at most every `every` seconds."""
 
+  WINDOW = 600.0  # seconds: the ETA's rate, evaluations included, over about the last ten minutes
+
   def __init__(self, total, n_models, every, start_step=0):
     self.total, self.n_models, self.every = total, n_models, every
     self.t0, self.s0, self.last = time.time(), start_step, 0.0
     self.train_rate = 0.0  # steps/s of the last train chunk alone
+    self.seen = collections.deque([(self.t0, start_step)])  # (time, step) of the lines printed
 
   def chunk_done(self, n, seconds):
     self.train_rate = n / max(seconds, 1e-9)
@@ -29,8 +33,12 @@ class Progress:
     if not force and now - self.last < self.every:
       return
     self.last = now
-    overall = (step - self.s0) / max(now - self.t0, 1e-9)
-    eta = fmt_time((self.total - step) / overall) if step > self.s0 else "?"
+    while len(self.seen) > 1 and now - self.seen[1][0] >= self.WINDOW:  # keep one sample at least WINDOW old
+      self.seen.popleft()
+    t, s = self.seen[0]
+    self.seen.append((now, step))
+    rate = (step - s) / max(now - t, 1e-9)
+    eta = fmt_time((self.total - step) / rate) if step > s else "?"
     acc = f"  train_acc {accs[0]:.3f}  test_acc {accs[1]:.3f}" if accs else ""
     if accs and accs[2]:
       acc += f"  ({accs[2]} diverged, left out)"
