@@ -50,6 +50,9 @@ def items(tiny):
                                + [(f"{g}_{frac}", "mod97.py", f"{g},{frac},{seeds},baseline=false{size}")
                                   for g in groups])
   phase_fracs = "f30,f40,f50,f60,f70,f80,f90"
+  appe = lambda g: (f"{g},{seeds}" + (",baseline=false" + ",p50" * tiny) * (g != "none")
+                    + (",n_train=512,width=16,batch_size=64,epochs=2,eval_points=2" if tiny
+                       else ",eval_points=25,eval_spacing=linear"))
   return [
       Item("throughput", "Throughput: dlgrok vs the bare loop (and the PyTorch peer)",
            "DESIGN §9 on an H100: bare loop 5.9k (M=25) / 6.8k (M=100) model-steps/s at highest precision; "
@@ -79,9 +82,7 @@ def items(tiny):
            "best test accuracy of the baseline 93.80 / 93.78 / 93.67 / 92.66 / 86.02 / 11.47 % at weight decay 0 / "
            "1e-4 / 1e-3 / 1e-2 / 0.1 / 1; all layers at 40 % without weight decay 94.85 %, 67.1 % / 59.37 % of the "
            "baseline's parameters trained / at inference; MLP 1 decomposable to 80 % without weight decay",
-           [(f"appe_{g}", "mnist_wd.py", f"{g},{seeds}" + ",baseline=false" * (g != "none") + ",p50" * (tiny and g != "none")
-             + (",n_train=512,width=16,batch_size=64,epochs=2,eval_points=2" if tiny
-                else ",eval_points=25,eval_spacing=linear")) for g in ("none", "all", "l1", "l2", "l3")],
+           [(f"appe_{g}", "mnist_wd.py", appe(g)) for g in ("none", "all", "l1", "l2", "l3")],
            resumable=True),
   ]
 
