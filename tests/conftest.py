@@ -9,8 +9,12 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Many tests build the same tiny programs: a per-session persistent cache skips recompiling them.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="dlgrok-jax-cache-"))
+CACHE = tempfile.mkdtemp(prefix="dlgrok-jax-cache-")
+jax.config.update("jax_compilation_cache_dir", CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+# The CLI runs a test starts share that cache: a resumed run loads what the run before it compiled.
+CLI_ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_COMPILATION_CACHE_DIR=CACHE,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
 
 from dlgrok import cohorts, configs, loop, metrics  # noqa: E402
 

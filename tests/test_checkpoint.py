@@ -9,13 +9,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, tiny_config
+from conftest import CLI_ENV, ROOT, tiny_config
 from dlgrok import checkpoint, cohorts, configs, metrics, train
 
 ARG = "ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=400,seeds=2,eval_points=6,batch_size=32"
 CMD = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:{ARG}",
        "--config.progress_seconds=0.05", "--config.checkpoint_minutes=1000"]
-ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+ENV = CLI_ENV
 
 
 def stripped_lines(workdir):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, experiment as get_config
+from conftest import CLI_ENV, ROOT, experiment as get_config
 from dlgrok import cohorts, configs, tasks
 
 
@@ -83,7 +83,7 @@ def test_mod59_has_no_50_percent_default():
 
 
 def run_cli(args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = CLI_ENV
   return subprocess.run([sys.executable, "-m", "dlgrok.main", *args], cwd=cwd, capture_output=True, text=True,
                         env=env, timeout=300)
 

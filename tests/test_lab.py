@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT, Runner, experiment, tiny_config
+from conftest import CLI_ENV, ROOT, Runner, experiment, tiny_config
 from dlgrok import decompose, metrics, train
 
 TINY = "p=11,op=x+y,width=32,heads=2,steps=40,seeds=1,eval_points=3,batch_size=32,progress_seconds=1e9"
@@ -114,7 +114,7 @@ def test_remedy_state_resumes_bit_identically(tmp_path):
   cmd = [sys.executable, "-m", "dlgrok.main",
          f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:grokfast_ema,grokfast_ma,{TINY},ma_windows=3",
          "--config.steps=120", "--config.eval_points=5", "--config.progress_seconds=0.05"]
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = CLI_ENV
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   assert subprocess.run(cmd + [f"--workdir={a}"], env=env, capture_output=True, timeout=600).returncode == 0
   first = subprocess.run(cmd + [f"--workdir={b}"], env=dict(env, DLGROK_FAULT="target-chunk:3:SIGTERM"),

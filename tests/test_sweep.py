@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, experiment
+from conftest import CLI_ENV, ROOT, experiment
 from dlgrok import cohorts, sweep
 
 EXP = os.path.join(ROOT, "experiments", "mod97.py")
@@ -105,7 +105,7 @@ def fake_slurm_env(tmp_path):
   (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$*" >> {shlex.quote(str(log))}\n')
   for f in bin_dir.iterdir():
     f.chmod(0o755)
-  env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "DLGROK_DISTRIBUTED"}
+  env = {k: v for k, v in CLI_ENV.items() if not k.startswith("SLURM_") and k != "DLGROK_DISTRIBUTED"}
   env.update(PATH=os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), env["PATH"]]),
              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", SLURM_JOB_ID="4242", SLURM_ARRAY_TASK_ID="0")
   return env, log
