@@ -17,7 +17,7 @@ class Progress:
 
   def __init__(self, total, n_models, every, start_step=0):
     self.total, self.n_models, self.every = total, n_models, every
-    self.t0, self.s0, self.last = time.time(), start_step, 0.0
+    self.t0, self.last = time.time(), 0.0
     self.train_rate = 0.0  # steps/s of the last train chunk alone
     self.seen = collections.deque([(self.t0, start_step)])  # (time, step) of the lines printed
 

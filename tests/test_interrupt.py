@@ -9,22 +9,19 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT
+from conftest import CLI_ENV, ROOT
 from dlgrok import cohorts, metrics
 
 ARG = "ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=300,seeds=2,eval_points=6,batch_size=32"
 CMD = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:{ARG}",
        "--config.progress_seconds=0.05", "--config.checkpoint_minutes=1000"]
-CACHE = tempfile.mkdtemp(prefix="dlgrok-interrupt-cache-")  # the CLI runs share their compilations
-ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_COMPILATION_CACHE_DIR=CACHE,
-           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+ENV = CLI_ENV  # the CLI runs share the worker's compilations
 EVAL = cohorts.eval_steps(300, 6)
 
 
