@@ -288,12 +288,13 @@ def final_measures(models):
   return out
 
 
-def cell_mean(rows, value):
-  """(mean final_measures() `value` of the models in `rows` that did not diverge, or NaN; how many diverged; how
-  many models)."""
+def cell_stats(rows, value):
+  """(mean and spread (best - worst) of final_measures() `value` over the models in `rows` that did not diverge,
+  NaN when none; how many diverged; how many models)."""
   measures = final_measures(list(by_model(rows).values()))
   vals = [m[value] for m in measures if not m["diverged"] and m[value] is not None]
-  return float(np.mean(vals)) if vals else math.nan, sum(m["diverged"] for m in measures), len(measures)
+  mean, spread = (float(np.mean(vals)), float(np.ptp(vals))) if vals else (math.nan, math.nan)
+  return mean, spread, sum(m["diverged"] for m in measures), len(measures)
 
 
 def live(u, s, vt, k=None):

@@ -161,30 +161,41 @@ def stable_rank_figure(rows, group, frac, diff=False):
   return fig
 
 
+def grid_cells(rows, value="best_test", row_key="group", panel_key="frac"):
+  """[(panel, row values, rank percents, vals, spread, diverged, n)] behind grid_figure and grid_tables: per
+  panel, arrays (rows x (1 + ranks)) of analysis.cell_stats of `value`; column 0 is the baseline."""
+  dec = [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
+  panels = sorted({r[panel_key] for r in dec}, key=group_key if panel_key == "group" else sort_key)
+  out = []
+  for p in panels:
+    mine = [r for r in rows if r[panel_key] == p or (r["group"] == "none" and panel_key == "group")]
+    ys = sorted({r[row_key] for r in dec if r[panel_key] == p}, key=group_key if row_key == "group" else sort_key)
+    pcts = sorted({round(r["pct"], 1) for r in dec if r[panel_key] == p})
+    stats = np.full((4, len(ys), len(pcts) + 1), np.nan)  # mean, spread, diverged, n
+    for i, y in enumerate(ys):
+      same = [r for r in mine if r["group"] == "none" and (row_key == "group" or r[row_key] == y)]
+      stats[:, i, 0] = analysis.cell_stats(same, value)
+      for j, pct in enumerate(pcts):
+        stats[:, i, j + 1] = analysis.cell_stats(
+            [r for r in dec if r[panel_key] == p and r[row_key] == y and round(r["pct"], 1) == pct], value)
+    out.append((p, ys, pcts, *stats))
+  return out
+
+
 def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
   """Figures 24, 29-32: mean best test accuracy (value='best_test') or final train - test gap ('gap') by
   `row_key` x rank percent, one panel per `panel_key`; the first column is the baseline, colour is the change
   against it (blue better, red worse) and cells print the value in %. Diverged models are left out: a cell
   where all diverged is grey, hatched and says "div.", one where some did gets a "*"."""
   dec = [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
-  panels = sorted({r[panel_key] for r in dec}, key=group_key if panel_key == "group" else sort_key)
+  cells = grid_cells(rows, value, row_key, panel_key)
   ncell = len({round(r["pct"], 1) for r in dec}) + 1
-  fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (0.62 * ncell + 0.5) + 2.6,
-                                                    0.42 * len({r[row_key] for r in dec}) + 2.3),
+  fig, axes = plt.subplots(1, len(cells), figsize=(len(cells) * (0.62 * ncell + 0.5) + 2.6,
+                                                   0.42 * len({r[row_key] for r in dec}) + 2.3),
                            squeeze=False, layout="constrained")
   sign = 1 if value == "best_test" else -1  # a smaller gap is better
   first, diverged = None, set()
-  for ax, p in zip(axes[0], panels):
-    mine = [r for r in rows if r[panel_key] == p or (r["group"] == "none" and panel_key == "group")]
-    ys = sorted({r[row_key] for r in dec if r[panel_key] == p}, key=group_key if row_key == "group" else sort_key)
-    pcts = sorted({round(r["pct"], 1) for r in dec if r[panel_key] == p})
-    vals, div, n = (np.full((len(ys), len(pcts) + 1), np.nan) for _ in range(3))
-    for i, y in enumerate(ys):
-      same = [r for r in mine if r["group"] == "none" and (row_key == "group" or r[row_key] == y)]
-      vals[i, 0], div[i, 0], n[i, 0] = analysis.cell_mean(same, value)
-      for j, pct in enumerate(pcts):
-        vals[i, j + 1], div[i, j + 1], n[i, j + 1] = analysis.cell_mean(
-            [r for r in dec if r[panel_key] == p and r[row_key] == y and round(r["pct"], 1) == pct], value)
+  for ax, (p, ys, pcts, vals, _, div, n) in zip(axes[0], cells):
     change = sign * (vals - vals[:, :1])  # NaN where the baseline diverged: no colour reference
     lim = max(np.nanmax(np.abs(change), initial=0), 0.01)  # at least 1 point, so float noise stays white
     ax.imshow(change, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
@@ -211,6 +222,38 @@ def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
   notes += ["div.: every model diverged"] * any(k == m for k, m in diverged)
   suptitle(fig, "\n".join([f"{what} in %, mean over seeds; blue better, red worse than the baseline"] + notes))
   return fig
+
+
+def grid_tables(rows, value="best_test", row_key="weight_decay", panel_key="group"):
+  """grid_figure's numbers as markdown, one table per panel: the mean in % over the models that did not diverge
+  ± their spread (best - worst), '*' where some diverged, 'div.' where all did; a last row gives each column's
+  trained / inference parameters in % of the dense model's (from the metrics rows)."""
+  what = "Best test accuracy" if value == "best_test" else "Final train - test gap"
+  tables = []
+  for p, ys, pcts, vals, spread, div, n in grid_cells(rows, value, row_key, panel_key):
+    title = f"{p * 100:g} % training data" if panel_key == "frac" else f"decomposed: {group_name(str(p))}"
+    counts = "/".join(str(int(k)) for k in sorted(set(n[~np.isnan(n)].ravel())))
+    head = [row_key.replace("_", " "), "baseline"] + [f"{q:g} %" for q in pcts]
+    lines = [f"{what} in %, {title}: mean ± spread over {counts} seeds", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for i, y in enumerate(ys):
+      cells = []
+      for j in range(len(pcts) + 1):
+        if n[i, j] and div[i, j] == n[i, j]:
+          cells.append("div.")
+        else:
+          cells.append("–" if np.isnan(vals[i, j]) else
+                       f"{100 * vals[i, j]:.2f} ± {100 * spread[i, j]:.2f}" + "*" * bool(div[i, j]))
+      lines.append("| " + " | ".join([f"{y:g}" if isinstance(y, (int, float)) else str(y)] + cells) + " |")
+    sizes = ["100 / 100"]
+    for q in pcts:
+      r = next((r for r in rows if r[panel_key] == p and r["group"] != "none" and r.get("pct") is not None
+                and round(r["pct"], 1) == q and r.get("trained_params")), None)
+      sizes.append(f"{100 * r['trained_params'] / r['dense_params']:.1f} / "
+                   f"{100 * r['inference_params'] / r['dense_params']:.2f}" if r else "–")
+    lines.append("| " + " | ".join(["trained / inference params, %"] + sizes) + " |")
+    tables.append("\n".join(lines))
+  return "\n\n".join(tables)
 
 
 def sort_key(v):
@@ -268,9 +311,14 @@ def by_weight_decay(rows):
 
 
 def tables(rows):
-  """The steps-to-grok table in markdown, one per weight decay when the rows differ in it."""
-  return "\n\n".join(f"weight decay {sub[0]['weight_decay']:g}\n\n" * bool(suffix)
-                       + analysis.table(analysis.summarise(sub)) for suffix, sub in by_weight_decay(rows).items())
+  """The steps-to-grok table in markdown, one per weight decay when the rows differ in it; then, when they do and
+  some models are decomposed, the best-test-accuracy grid of each layer group (Figure 24's numbers)."""
+  subs = by_weight_decay(rows)
+  out = [f"weight decay {sub[0]['weight_decay']:g}\n\n" * bool(suffix) + analysis.table(analysis.summarise(sub))
+         for suffix, sub in subs.items()]
+  if len(subs) > 1 and any(r["group"] != "none" and r.get("pct") is not None for r in rows):
+    out.append(grid_tables(rows))
+  return "\n\n".join(out)
 
 
 def figures(rows, workdirs):

@@ -250,6 +250,42 @@ def test_diverged_models_marked_in_grid_accuracy_and_table(tmp_path, capsys):
       summary[0]["gap1_step"]["mean"] / summary[2]["gap1_step"]["mean"])  # the diverged seed is left out
 
 
+def test_grid_tables_give_the_figure_numbers(tmp_path, capsys):
+  """App. E's table: weight decay x rank per layer group, mean best test accuracy ± the seeds' spread, diverged
+  models left out and starred, and each column's trained / inference parameters."""
+  dirs = [str(tmp_path / f"wd{wd}") for wd in (0.0, 0.1)]
+  rows = write_run(dirs[0], 0.5, group="fc1") + write_run(dirs[1], 0.5, group="fc1", wd=0.1)
+  half = len(rows) // 2
+  for r in rows[half:]:
+    r["weight_decay"] = 0.1
+  for r in rows[:half]:
+    r["weight_decay"] = 0.0
+  for r in rows:
+    if r["group"] != "none":
+      r.update(trained_params=150 * int(r["pct"]), inference_params=100 * int(r["pct"]), dense_params=10000,
+               test_acc=r["test_acc"] * (0.9 if r["rank"] == "p50" else 1.0))
+  sel = lambda wd, g, rank, seed: [r for r in rows if (r["weight_decay"], r["group"], r["rank"], r["seed"])
+                                   == (wd, g, rank, seed)]
+  diverge(sel(0.1, "fc1", "p50", 1), STEPS[-5])
+  rewrite(dirs[0], rows[:half])
+  rewrite(dirs[1], rows[half:])
+
+  def cell(wd, g, rank, seeds=(0, 1)):
+    best = [100 * max(r["test_acc"] for r in sel(wd, g, rank, s) if r["test_acc"] is not None) for s in seeds]
+    return f"{np.mean(best):.2f} ± {np.ptp(best):.2f}"
+
+  lines = plot.grid_tables(plot.load(dirs)).splitlines()
+  assert lines[0] == "Best test accuracy in %, decomposed: FC1: mean ± spread over 2 seeds"
+  assert lines[2] == "| weight decay | baseline | 50 % | 100 % |"
+  assert lines[4] == f"| 0 | {cell(0.0, 'none', 'full')} | {cell(0.0, 'fc1', 'p50')} | {cell(0.0, 'fc1', 'p100')} |"
+  assert lines[5] == (f"| 0.1 | {cell(0.1, 'none', 'full')} | {cell(0.1, 'fc1', 'p50', (0,))}* | "
+                      f"{cell(0.1, 'fc1', 'p100')} |")  # the diverged seed left out, the cell starred
+  assert lines[6] == "| trained / inference params, % | 100 / 100 | 75.0 / 50.00 | 150.0 / 100.00 |"
+  assert cell(0.0, "fc1", "p50") != cell(0.0, "fc1", "p100")  # the columns are not the same numbers
+  plot.main(dirs + ["--out", str(tmp_path / "plots"), "--table"])
+  assert "\n".join(lines) in capsys.readouterr().out
+
+
 def test_diverged_baseline_is_no_colour_reference(tmp_path):
   d = str(tmp_path / "run")
   rows = write_run(d, 0.5)
