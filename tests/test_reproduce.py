@@ -55,6 +55,10 @@ def test_every_item_at_toy_size(tmp_path, monkeypatch):
   text = (out / "results.md").read_text()
   assert [l[3:] for l in text.splitlines() if l.startswith("## ")] == [i.title for i in reproduce.items(True)]
   assert "skipped" not in text and "failed" not in text
-  # App. E: five runs, one table per weight decay (the fixed split: 512 training images of 512 + 100)
+  # App. E: five runs, one table per weight decay (the fixed split: 512 training images of 512 + 100), then
+  # Figure 24's numbers: weight decay x rank for each layer group
   assert text.count("mnist_wd.py:") == 5 and text.count("| 83.6601 % | all | p50 | 1 |") == 6
+  assert [l for l in text.splitlines() if l.startswith("Best test accuracy in %, decomposed:")] == [
+      f"Best test accuracy in %, decomposed: {g}: mean ± spread over 1 seeds" for g in
+      ("all layers", "layer 1", "layer 2", "layer 3")]
   assert os.path.getsize(out / "results.tar.gz") < reproduce.MAX_FILE
