@@ -3,7 +3,7 @@ momentum 0.9, batch 256, 25 epochs over the 60000 training images, cross-entropy
 weight decay 0, 1, 0.1, 0.01, 0.001, 1e-4 x ranks 10..100 % x 10 seeds in one cohort (600 models) beside a
 baseline cohort (6 wds x 10 seeds). Pixels scaled to [-1, 1] (torchvision's Normalize((0.5,), (0.5,))): with
 [0, 1] our baselines were ~1 point below the paper's (10.8 at weight decay 0.1), with [-1, 1] every one lands
-within ~0.17 points of it, 3 seeds (results/mnist_wd-all_p100_p40/README.md).
+within ~0.17 points of it, 3 seeds (results/mnist_wd/README.md).
 
   python -m dlgrok.main --config=experiments/mnist_wd.py:l1        # Figure 24a (l2: 24b, l3: 24c)
   python -m dlgrok.main --config=experiments/mnist_wd.py:all       # Figure 24d
