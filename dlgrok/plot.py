@@ -161,10 +161,19 @@ def stable_rank_figure(rows, group, frac, diff=False):
   return fig
 
 
+def decomposed(rows):
+  """The rows of decomposed models at a rank percent: the cells of the grids."""
+  return [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
+
+
+def panel_title(p, panel_key):
+  return f"{p * 100:g} % training data" if panel_key == "frac" else f"decomposed: {group_name(str(p))}"
+
+
 def grid_cells(rows, value="best_test", row_key="group", panel_key="frac"):
   """[(panel, row values, rank percents, vals, spread, diverged, n)] behind grid_figure and grid_tables: per
   panel, arrays (rows x (1 + ranks)) of analysis.cell_stats of `value`; column 0 is the baseline."""
-  dec = [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
+  dec = decomposed(rows)
   panels = sorted({r[panel_key] for r in dec}, key=group_key if panel_key == "group" else sort_key)
   out = []
   for p in panels:
@@ -187,7 +196,7 @@ def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
   `row_key` x rank percent, one panel per `panel_key`; the first column is the baseline, colour is the change
   against it (blue better, red worse) and cells print the value in %. Diverged models are left out: a cell
   where all diverged is grey, hatched and says "div.", one where some did gets a "*"."""
-  dec = [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
+  dec = decomposed(rows)
   cells = grid_cells(rows, value, row_key, panel_key)
   ncell = len({round(r["pct"], 1) for r in dec}) + 1
   fig, axes = plt.subplots(1, len(cells), figsize=(len(cells) * (0.62 * ncell + 0.5) + 2.6,
@@ -215,7 +224,7 @@ def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
     ax.set_xlabel("rank (% of full rank)")
     if ax is axes[0, 0]:
       ax.set_ylabel("decomposed layers" if row_key == "group" else row_key.replace("_", " "))
-    ax.set_title(f"{p * 100:g} % training data" if panel_key == "frac" else f"decomposed: {group_name(str(p))}")
+    ax.set_title(panel_title(p, panel_key))
   what = "Best test accuracy" if value == "best_test" else "Generalisation gap (final train - test accuracy)"
   some = sorted((k, m) for k, m in diverged if k < m)
   notes = [f"* {' or '.join(f'{k} of {m}' for k, m in some)} diverged, left out"] * bool(some)
@@ -229,13 +238,12 @@ def grid_tables(rows, value="best_test", row_key="weight_decay", panel_key="grou
   ± their spread (best - worst), '*' where some diverged, 'div.' where all did; a last row gives each column's
   trained / inference parameters in % of the dense model's (from the metrics rows)."""
   what = "Best test accuracy" if value == "best_test" else "Final train - test gap"
-  tables = []
+  dec, tables = decomposed(rows), []
   for p, ys, pcts, vals, spread, div, n in grid_cells(rows, value, row_key, panel_key):
-    title = f"{p * 100:g} % training data" if panel_key == "frac" else f"decomposed: {group_name(str(p))}"
     counts = "/".join(str(int(k)) for k in sorted(set(n[~np.isnan(n)].ravel())))
     head = [row_key.replace("_", " "), "baseline"] + [f"{q:g} %" for q in pcts]
-    lines = [f"{what} in %, {title}: mean ± spread over {counts} seeds", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
+    lines = [f"{what} in %, {panel_title(p, panel_key)}: mean ± spread over {counts} seeds", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, y in enumerate(ys):
       cells = []
       for j in range(len(pcts) + 1):
@@ -247,8 +255,7 @@ def grid_tables(rows, value="best_test", row_key="weight_decay", panel_key="grou
       lines.append("| " + " | ".join([f"{y:g}" if isinstance(y, (int, float)) else str(y)] + cells) + " |")
     sizes = ["100 / 100"]
     for q in pcts:
-      r = next((r for r in rows if r[panel_key] == p and r["group"] != "none" and r.get("pct") is not None
-                and round(r["pct"], 1) == q and r.get("trained_params")), None)
+      r = next((r for r in dec if r[panel_key] == p and round(r["pct"], 1) == q and r.get("trained_params")), None)
       sizes.append(f"{100 * r['trained_params'] / r['dense_params']:.1f} / "
                    f"{100 * r['inference_params'] / r['dense_params']:.2f}" if r else "–")
     lines.append("| " + " | ".join(["trained / inference params, %"] + sizes) + " |")
@@ -316,7 +323,7 @@ def tables(rows):
   subs = by_weight_decay(rows)
   out = [f"weight decay {sub[0]['weight_decay']:g}\n\n" * bool(suffix) + analysis.table(analysis.summarise(sub))
          for suffix, sub in subs.items()]
-  if len(subs) > 1 and any(r["group"] != "none" and r.get("pct") is not None for r in rows):
+  if len(subs) > 1 and decomposed(rows):
     out.append(grid_tables(rows))
   return "\n\n".join(out)
 
