@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 
+from dlgrok import signals
+
 
 def fmt_time(s):
   s = int(s)
@@ -33,6 +35,10 @@ class Progress:
     if not force and now - self.last < self.every:
       return
     self.last = now
+    cont = signals.continued()
+    if cont is not None:  # stopped until `cont` (SIGSTOP, Ctrl-Z): the rate leaves the pause out
+      gap = max(0.0, cont - self.seen[-1][0])
+      self.seen = collections.deque((t + gap, s) for t, s in self.seen)
     while len(self.seen) > 1 and now - self.seen[1][0] >= self.WINDOW:  # keep one sample at least WINDOW old
       self.seen.popleft()
     t, s = self.seen[0]

@@ -1,19 +1,26 @@
 """SIGTERM / SIGINT as a flag that the run checks between chunks, installed before the slow imports so that a
-signal during start-up is kept too; and DLGROK_FAULT, the tests' way to signal the run at a named moment."""
+signal during start-up is kept too; SIGCONT (the end of a SIGSTOP / Ctrl-Z pause) as a time, so that progress
+leaves the pause out of its rate; and DLGROK_FAULT, the tests' way to signal the run at a named moment."""
 import os
 import signal
 import threading
+import time
 
-CAUGHT = (signal.SIGTERM, signal.SIGINT)
-_state = {"received": None, "old": None, "seen": {}}
+CONT = getattr(signal, "SIGCONT", None)  # absent on Windows
+CAUGHT = (signal.SIGTERM, signal.SIGINT) + ((CONT,) if CONT else ())
+_state = {"received": None, "old": None, "seen": {}, "continued": None}
 
 
 def _handle(signum, frame):
-  _state["received"] = _state["received"] or signal.Signals(signum).name
+  if signum == CONT:
+    _state["continued"] = time.time()
+  else:
+    _state["received"] = _state["received"] or signal.Signals(signum).name
 
 
 def install():
-  """Catches SIGTERM/SIGINT from now on (main thread only: Python allows handlers only there); True if it did."""
+  """Catches SIGTERM/SIGINT/SIGCONT from now on (main thread only: Python allows handlers only there); True if it
+  did."""
   if _state["old"] is not None or threading.current_thread() is not threading.main_thread():
     return False
   _state["old"] = {sig: signal.signal(sig, _handle) for sig in CAUGHT}
@@ -23,12 +30,18 @@ def install():
 def uninstall():
   for sig, old in (_state["old"] or {}).items():
     signal.signal(sig, old)
-  _state.update(received=None, old=None, seen={})
+  _state.update(received=None, old=None, seen={}, continued=None)
 
 
 def received():
   """'SIGTERM' / 'SIGINT' once one arrived, else None."""
   return _state["received"]
+
+
+def continued():
+  """The time the process last continued after a stop (SIGCONT), once; None if it has not since the last call."""
+  t, _state["continued"] = _state["continued"], None
+  return t
 
 
 def fault(moment):

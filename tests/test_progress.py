@@ -1,4 +1,7 @@
 """Progress lines: the ETA follows the recent rate (start-up, compilation or a slower phase do not linger)."""
+import os
+import signal
+
 from dlgrok import progress
 
 
@@ -21,3 +24,23 @@ def test_eta_uses_the_rate_of_the_last_ten_minutes(monkeypatch, capsys):
     p(step)
   # the start has left the ten-minute window: 10 steps/s, 200 s for the last 2000 steps
   assert capsys.readouterr().out.strip().splitlines()[-1].split("ETA ")[1].split()[0] == "0:03:20"
+
+
+def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch, capsys):
+  now = [1000.0]
+  monkeypatch.setattr(progress.time, "time", lambda: now[0])
+  monkeypatch.setattr(progress.signals.time, "time", lambda: now[0])
+  assert progress.signals.install()
+  try:
+    p = progress.Progress(total=10000, n_models=4, every=1.0)
+    for step in range(100, 1001, 100):  # 10 steps/s
+      now[0] += 10
+      p(step)
+    now[0] += 3600  # SIGSTOP for an hour, then SIGCONT: the kernel continues the process, the handler notes when
+    os.kill(os.getpid(), signal.SIGCONT)
+    now[0] += 10
+    p(1100)
+    # 10 steps/s as before the pause: (1100 - 0) steps in 110 s of running, not in 3710 s
+    assert capsys.readouterr().out.strip().splitlines()[-1].split("ETA ")[1].split()[0] == "0:14:50"
+  finally:
+    progress.signals.uninstall()
