@@ -30,7 +30,9 @@ def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch, capsys):
   now = [1000.0]
   monkeypatch.setattr(progress.time, "time", lambda: now[0])
   monkeypatch.setattr(progress.signals.time, "time", lambda: now[0])
-  assert progress.signals.install()
+  installed = progress.signals.install()  # False where an earlier test in this process left it installed
+  assert signal.getsignal(signal.SIGCONT) is progress.signals._handle
+  progress.signals.continued()  # forget any earlier SIGCONT
   try:
     p = progress.Progress(total=10000, n_models=4, every=1.0)
     for step in range(100, 1001, 100):  # 10 steps/s
@@ -43,4 +45,5 @@ def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch, capsys):
     # 10 steps/s as before the pause: (1100 - 0) steps in 110 s of running, not in 3710 s
     assert capsys.readouterr().out.strip().splitlines()[-1].split("ETA ")[1].split()[0] == "0:14:50"
   finally:
-    progress.signals.uninstall()
+    if installed:
+      progress.signals.uninstall()
