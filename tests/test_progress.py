@@ -28,8 +28,7 @@ def test_eta_uses_the_rate_of_the_last_ten_minutes(monkeypatch, capsys):
 
 def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch, capsys):
   now = [1000.0]
-  monkeypatch.setattr(progress.time, "time", lambda: now[0])
-  monkeypatch.setattr(progress.signals.time, "time", lambda: now[0])
+  monkeypatch.setattr(progress.time, "time", lambda: now[0])  # the time module itself: signals' clock too
   installed = progress.signals.install()  # False where an earlier test in this process left it installed
   assert signal.getsignal(signal.SIGCONT) is progress.signals._handle
   progress.signals.continued()  # forget any earlier SIGCONT
