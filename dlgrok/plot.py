@@ -199,12 +199,17 @@ def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
   dec = decomposed(rows)
   cells = grid_cells(rows, value, row_key, panel_key)
   ncell = len({round(r["pct"], 1) for r in dec}) + 1
-  fig, axes = plt.subplots(1, len(cells), figsize=(len(cells) * (0.62 * ncell + 0.5) + 2.6,
-                                                   0.42 * len({r[row_key] for r in dec}) + 2.3),
+  ncols = 2 if len(cells) == 4 else min(len(cells), 3)  # Figure 24's four panels as 2 x 2, else rows of 3
+  nrows = -(-len(cells) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (0.62 * ncell + 0.5) + 2.6,
+                                                  nrows * (0.42 * len({r[row_key] for r in dec}) + 2.0) + 0.3),
                            squeeze=False, layout="constrained")
+  for ax in axes.flat[len(cells):]:
+    fig.delaxes(ax)
   sign = 1 if value == "best_test" else -1  # a smaller gap is better
   first, diverged = None, set()
-  for ax, (p, ys, pcts, vals, _, div, n) in zip(axes[0], cells):
+  for k, (p, ys, pcts, vals, _, div, n) in enumerate(cells):
+    ax, left = axes.flat[k], k % ncols == 0
     change = sign * (vals - vals[:, :1])  # NaN where the baseline diverged: no colour reference
     lim = max(np.nanmax(np.abs(change), initial=0), 0.01)  # at least 1 point, so float noise stays white
     ax.imshow(change, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
@@ -220,9 +225,9 @@ def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
     ax.set_xticks(range(len(pcts) + 1), ["base"] + [f"{q:g}" for q in pcts])
     labels = [group_name(y) if row_key == "group" else str(y) for y in ys]
     first = ys if first is None else first
-    ax.set_yticks(range(len(ys)), labels if ax is axes[0, 0] or ys != first else [])  # repeated labels left out
+    ax.set_yticks(range(len(ys)), labels if left or ys != first else [])  # repeated labels left out
     ax.set_xlabel("rank (% of full rank)")
-    if ax is axes[0, 0]:
+    if left:
       ax.set_ylabel("decomposed layers" if row_key == "group" else row_key.replace("_", " "))
     ax.set_title(panel_title(p, panel_key))
   what = "Best test accuracy" if value == "best_test" else "Generalisation gap (final train - test accuracy)"

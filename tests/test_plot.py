@@ -187,6 +187,19 @@ def test_weight_decay_sweep(tmp_path, capsys):
   assert out.count("| 50 % | none | full | 2 |") == 2  # one table per weight decay
 
 
+def test_four_panel_grid_is_two_by_two(tmp_path):
+  """Figure 24's four layer sets: a 2 x 2 grid in the panels' order, y labels on the left column only."""
+  dirs = [str(tmp_path / g) for g in ("l3", "l1", "all", "l2")]
+  for d in dirs:
+    write_run(d, 0.5, group=os.path.basename(d))
+  fig = plot.grid_figure(plot.load(dirs), "best_test", row_key="weight_decay", panel_key="group")
+  spans = [(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start) for ax in fig.axes]
+  assert spans == [(0, 0), (0, 1), (1, 0), (1, 1)]
+  assert [ax.get_title() for ax in fig.axes] == ["decomposed: all layers", "decomposed: layer 1",
+                                                 "decomposed: layer 2", "decomposed: layer 3"]
+  assert [bool(ax.get_ylabel()) for ax in fig.axes] == [True, False, True, False]
+
+
 def test_gzipped_metrics_read_like_plain(tmp_path):
   """results/ keeps metrics.jsonl.gz: plot and inspect read it through metrics.read like the plain file."""
   import gzip
