@@ -64,6 +64,24 @@ class Plan:
     return sum(len(c.models) for c in self.cohorts)
 
 
+EVAL_FLOPS = 0.1  # the default schedule's evaluations cost at most this share of the training FLOPs
+
+
+def eval_cost(n_examples, batch_size):
+  """One evaluation in train steps of FLOPs: a forward pass of every example against a forward and backward pass
+  (~3 forwards) of one batch."""
+  return n_examples / (3 * batch_size)
+
+
+def default_eval_steps(steps, cost, points=200):
+  """The default schedule (eval_points=0): `points` log-spaced steps, fewer where their evaluations would cost
+  more than EVAL_FLOPS of the training FLOPs (at `cost` train steps each); 0 and the last step always."""
+  budget = max(2, int(EVAL_FLOPS * steps / cost))
+  while points > 1 and len(eval_steps(steps, points)) > budget:
+    points -= 1
+  return eval_steps(steps, points)
+
+
 def eval_steps(steps, points, spacing="log"):
   """0, ~`points` log-spaced steps in [1, steps] (or `points` equal intervals), and the last step."""
   if spacing == "linear":
@@ -90,7 +108,10 @@ def resolve(config):
   config.weight_decays = tuple(config.weight_decays) or (config.weight_decay,)
   config.ranks, config.pcts = tuple(config.ranks), tuple(config.pcts)
   cohorts = plan_cohorts(config, task, data)
-  points = eval_steps(int(config.steps), config.eval_points, config.eval_spacing)
+  if config.eval_points:
+    points = eval_steps(int(config.steps), config.eval_points, config.eval_spacing)
+  else:
+    points = default_eval_steps(int(config.steps), eval_cost(len(data.y), config.batch_size))
   return Plan(task, ml_collections.FrozenConfigDict(config), data, tuple(cohorts), tuple(points))
 
 

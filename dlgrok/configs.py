@@ -27,7 +27,7 @@ WORD_TUPLES = ("factorisations", "remedies")  # fields holding tuples of words
 FACTORISATIONS = ("usv", "uv", "diag", "s")  # decompose.VARIANTS: how a decomposed layer is factorised
 REMEDIES = ("grokfast_ema", "grokfast_ma", "stablemax", "orthograd", "decay")  # joined by '+' into a remedy set
 UINT32 = 2**32  # seeds are uint32 PRNG keys
-POSITIVE_INTS = ("width", "heads", "layers", "block", "n_train", "epochs", "batch_size", "eval_points", "p",
+POSITIVE_INTS = ("width", "heads", "layers", "block", "n_train", "epochs", "batch_size", "p",
                  "patch", "mlp_ratio")  # each >= 1 where a task has it
 RANGES = {  # field -> (low, high, low included, what is allowed)
     "lr": (0, math.inf, False, "> 0"), "weight_decay": (0, math.inf, True, ">= 0"),
@@ -199,13 +199,14 @@ def base(**fields):
   c.loss = "xent"
   c.init = "torch"
   c.init_scale = 1.0  # every initial parameter is multiplied by this (Omnigrok's alpha), before factorising
-  c.eval_points = 200
+  c.eval_points = 0  # 0: ~200 log-spaced steps, fewer where evaluating would cost > 10 % of the training FLOPs
   c.eval_spacing = "log"  # log: ~eval_points log-spaced steps; linear: every steps/eval_points steps
   c.matmul_precision = "highest"
   c.data_dir = ""
   c.eval_chunk = 0  # examples per evaluation pass (bounds memory at models x eval_chunk); 0 = all at once
   c.progress_seconds = 10.0
   c.devices = 0  # devices to spread the models over; 0 = all
+  c.model_batch = 0  # models per pass of a step: 0 = 1 on one CPU device (faster there), all (vmap) elsewhere
   c.checkpoint_minutes = 5.0  # between evaluation points, a checkpoint at the first chunk boundary after this long
   c.fracs = ()  # several training fractions: one model per fraction (and seed, rank, ...), each its own split
   c.factorisations = ()  # decomposed cohorts, one per factorisation (usv uv diag s); empty: usv
@@ -284,6 +285,13 @@ def check_common(c):
     raise ConfigError(f"eval_spacing={c.eval_spacing!r}; allowed: {', '.join(SPACINGS)}")
   if c.matmul_precision not in PRECISIONS:
     raise ConfigError(f"matmul_precision={c.matmul_precision!r}; allowed: {', '.join(PRECISIONS)}")
+  if c.eval_points < 0:
+    raise ConfigError(f"eval_points={c.eval_points}: must be >= 1 (or 0, the default schedule)")
+  if c.eval_points == 0 and c.eval_spacing != "log":
+    raise ConfigError(f"eval_spacing={c.eval_spacing!r} needs eval_points=N (>= 1); eval_points=0 is the default "
+                      "log-spaced schedule")
+  if c.get("model_batch", 0) < 0:
+    raise ConfigError(f"model_batch={c.model_batch}: must be >= 1 (or 0: by device)")
   if c.eval_chunk < 0:
     raise ConfigError(f"eval_chunk={c.eval_chunk}: must be >= 0")
   for k in c.ranks:

@@ -27,6 +27,7 @@ class Restored:
   plan: cohorts.Plan
   fns: list
   arrays: list
+  data: dict  # the data arrays (loop.data_arrays)
   params: list
   step: int
   steps: list  # every checkpoint step
@@ -35,14 +36,14 @@ class Restored:
 def load(workdir, step=None):
   """The run in `workdir` restored from its newest checkpoint (or `step`)."""
   plan = cohorts.resolve(configs.from_json(metrics.load_config(workdir)))
-  places, _, arrays, fns = loop.build(plan)
+  places, data, arrays, fns = loop.build(plan)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   if not ckpt.steps():
     raise SystemExit(f"error: no checkpoint in {checkpoint.directory(workdir)}")
-  fresh = [f.init(a) for f, a in zip(fns, arrays)]
+  fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
   found, saved = checkpoint.restore_into(ckpt, fresh, arrays, [p.size for p in places], loop.gather, step)
   ckpt.close()
-  return Restored(plan, fns, arrays, [s["params"] for s in saved], found, ckpt.steps())
+  return Restored(plan, fns, arrays, data, [s["params"] for s in saved], found, ckpt.steps())
 
 
 def pick(run, index):
@@ -88,7 +89,7 @@ def compressed(params, ranks, k):
 def test_accuracy(run, j, i, dense):
   """Model i of cohort j's test accuracy with `dense` parameters, evaluated as training evaluates it (prepared
   inputs, in passes of eval_chunk examples)."""
-  _, ok = run.fns[j].per_example(dense)
+  _, ok = run.fns[j].per_example(dense, run.data)
   return float(np.mean(np.asarray(ok)[~np.asarray(run.arrays[j]["is_train"][i])]))
 
 

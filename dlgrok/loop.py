@@ -1,8 +1,9 @@
-"""Pure cohort functions, in the PureJaxRL manner: `make_cohort(plan, cohort, placement, data)` returns jitted
+"""Pure cohort functions, in the PureJaxRL manner: `make_cohort(plan, cohort, placement)` returns jitted
 init, train-chunk, evaluate and epoch-permutation functions. They take the state and the per-model arrays (ranks,
-weight decays, keys, splits: `model_arrays`) as arguments; nothing is read from an object. The data set (the same
-for every model) is closed over, a constant of the compiled programs. The state has a leading model axis, sharded
-over the devices and padded to a multiple of their number (`Placement`).
+weight decays, keys, splits: `model_arrays`) and the data set (the same for every model: `data_arrays`) as
+arguments; nothing is read from an object, and no data set is a constant of the compiled programs. The state has a
+leading model axis, sharded over the devices and padded to a multiple of their number (`Placement`). On a single
+CPU device the models of a step run one after another (`model_batch`); elsewhere they are vmapped.
 """
 import dataclasses
 import math
@@ -15,7 +16,6 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dlgrok import analysis, decompose, remedies
-from dlgrok.tasks import common
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,21 +86,47 @@ def build(plan):
   places = [Placement.of(plan.config, len(k.models)) for k in plan.cohorts]
   data = data_arrays(plan, places[0])
   arrays = [model_arrays(plan, k, p) for k, p in zip(plan.cohorts, places)]
-  return places, data, arrays, [make_cohort(plan, k, p, data) for k, p in zip(plan.cohorts, places)]
+  return places, data, arrays, [make_cohort(plan, k, p) for k, p in zip(plan.cohorts, places)]
+
+
+def model_batch(config, placement):
+  """Models per pass of a step or evaluation: config.model_batch, or (0) 1 on a single CPU device, where a
+  vmapped step of 16 or 32 models ran 8-15 % slower per model than one model's (benchmarks/throughput.py), and
+  all of them (vmap) elsewhere."""
+  if config.get("model_batch", 0):
+    return config.model_batch
+  return 1 if placement.devices == 1 and jax.devices()[0].platform == "cpu" else 0
+
+
+def over_models(fn, in_axes, batch, size):
+  """`fn` over the leading model axis of the arguments whose in_axes is 0 (the others shared): vmapped, or
+  (0 < batch < size) `batch` models at a time in a loop, which gives the same numbers to float32 rounding."""
+  if not batch or batch >= size:
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def looped(*args):
+    def one(mapped):
+      it = iter(mapped)
+      return fn(*(next(it) if ax == 0 else x for x, ax in zip(args, in_axes)))
+    return jax.lax.map(one, [x for x, ax in zip(args, in_axes) if ax == 0], batch_size=batch)
+
+  return looped
 
 
 @dataclasses.dataclass(frozen=True)
 class CohortFns:
-  init: object  # arrays -> state {"params", "opt", "perm"}
-  chunk: object  # (state, arrays, step0, n) -> state after n more steps (state donated)
-  evaluate: object  # (params, arrays) -> per-model losses, accuracies and stable ranks
+  init: object  # (arrays, data) -> state {"params", "opt", "perm"}
+  chunk: object  # (state, arrays, data, step0, n) -> state after n more steps (state donated)
+  evaluate: object  # (params, arrays, data) -> per-model losses, accuracies and stable ranks
   perm_at: object  # (arrays, step) -> the state's "perm" at `step` (what a restored checkpoint lacks)
-  per_example: object  # dense params of one model -> (loss, correct) of every example (not jitted)
+  per_example: object  # (dense params of one model, data) -> (loss, correct) of every example (not jitted)
 
 
-def make_cohort(plan, cohort, placement, d):
-  """The cohort's functions over the data arrays `d` (data_arrays)."""
+def make_cohort(plan, cohort, placement):
+  """The cohort's functions; each takes the data arrays (data_arrays) as its argument `d`."""
   task, c = plan.task, plan.config
+  size = placement.size + placement.pad
+  per_pass = model_batch(c, placement)
   model = task.model(c, cohort.variants, plan.data)
   n, bs, form = len(plan.data.y), c.batch_size, cohort.factorisation
   n_max = max(m.n_train for m in cohort.models)
@@ -114,7 +140,7 @@ def make_cohort(plan, cohort, placement, d):
     txs = remedies.transforms(cohort.remedy, hyper, cohort.max_window)
     return optax.chain(*txs, task.optimizer(c, wd)) if txs else task.optimizer(c, wd)
 
-  def init(a):
+  def init(a, d):
     """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""
     x = task.prepare(d["x"][:1])
 
@@ -139,7 +165,7 @@ def make_cohort(plan, cohort, placement, d):
       return p if same_frac else p[jnp.argsort(p >= n_train, stable=True)]
     return jax.vmap(one)(a["data_keys"], epochs, a["n_train"])
 
-  def update(params, opt, perm, batch, train_idx, ranks, wd, hyper, n_train, key):
+  def update(d, params, opt, perm, batch, train_idx, ranks, wd, hyper, n_train, key):
     """One model's training step: the model's slice of its epoch permutation (the last batch of an epoch is
     partial and weighted out) or the task's own draw, then the optimiser; masked (and frozen) factors never move."""
     data_key, dropout_key = jax.random.split(key)
@@ -157,10 +183,10 @@ def make_cohort(plan, cohort, placement, d):
     updates = decompose.mask_updates(updates, ranks, form)
     return optax.apply_updates(params, updates), opt
 
-  def chunk(state, a, step0, steps):
+  def chunk(state, a, d, step0, steps):
     """Runs `steps` (traced) steps from global step `step0`."""
     per_model = None if same_frac else 0  # a model's batch index and n_train: shared, or its own
-    step_all = jax.vmap(update, in_axes=(0, 0, 0, per_model, 0, 0, 0, 0, per_model, 0))
+    step_all = over_models(update, (None, 0, 0, 0, per_model, 0, 0, 0, 0, per_model, 0), per_pass, size)
     # per model and step: batch sampling, augmentation and dropout draws (unused by deterministic tasks)
     noise = jax.vmap(lambda k: jax.random.split(k)[1])(a["data_keys"])
 
@@ -176,7 +202,7 @@ def make_cohort(plan, cohort, placement, d):
         fresh = lambda: jnp.where((batch == 0)[:, None], epoch_perm(a, step // a["batches"]), perm)
         perm = jax.lax.cond(jnp.any(batch == 0), fresh, lambda: perm)
       keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(noise)
-      params, opt = step_all(params, opt, perm, batch, a["train_idx"], a["ranks"], a["wd"], a["hyper"], n_train,
+      params, opt = step_all(d, params, opt, perm, batch, a["train_idx"], a["ranks"], a["wd"], a["hyper"], n_train,
                              keys)
       return params, opt, perm
 
@@ -185,7 +211,7 @@ def make_cohort(plan, cohort, placement, d):
     params, opt, perm = jax.lax.fori_loop(0, steps, body, (state["params"], state["opt"], state["perm"]))
     return {"params": params, "opt": opt, "perm": perm}
 
-  def per_example(dense):
+  def per_example(dense, d):
     """(loss, correct) of every example, in passes of `eval_chunk` examples (0 = one pass) to bound memory."""
     def part(i):
       logits = model.apply({"params": dense}, task.prepare(d["x"][i]))
@@ -197,26 +223,17 @@ def make_cohort(plan, cohort, placement, d):
     loss, ok = jax.lax.map(part, idx)
     return loss.reshape(-1)[:n], ok.reshape(-1)[:n]
 
-  # where the data fix the split (every model trains on the first n_train examples) the split mask belongs to
-  # the data and, like the data, is a constant of the programs: XLA then orders the sums as it did when every
-  # array was one, keeping the metrics of fixed-split tasks bit-identical with earlier versions
-  fixed = None
-  if task.split is common.fixed_split:
-    fixed = placement.put(jnp.broadcast_to(jnp.arange(n) < n_max, (len(cohort.models), n)))
-
-  def evaluate(params, a):
+  def evaluate(params, a, d):
     def one(p, ranks, is_train):
       dense = decompose.recompose(p, ranks)
-      loss, ok = per_example(dense)
+      loss, ok = per_example(dense, d)
       tr, te = is_train.astype(jnp.float32), (~is_train).astype(jnp.float32)
-      # means as sum * (1 / count): the float32 numbers XLA gave when the masks were compile-time constants
-      # (it turns a division by a constant into a product), so metrics stay bit-identical to earlier runs
       per_tr, per_te = 1 / jnp.sum(tr), 1 / jnp.sum(te)
       return {"train_loss": jnp.sum(loss * tr) * per_tr, "train_acc": jnp.sum(ok * tr) * per_tr,
               "test_loss": jnp.sum(loss * te) * per_te, "test_acc": jnp.sum(ok * te) * per_te,
               "stable_rank": analysis.stable_ranks(dense)}
 
-    return jax.vmap(one)(params, a["ranks"], fixed if fixed is not None else a["is_train"])
+    return over_models(one, (0, 0, 0), per_pass, size)(params, a["ranks"], a["is_train"])
 
   s = placement.sharding
   return CohortFns(init=jax.jit(init, out_shardings=s), chunk=jax.jit(chunk, donate_argnums=0, out_shardings=s),

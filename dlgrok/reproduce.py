@@ -106,19 +106,19 @@ def warm_up(tiny):
   from dlgrok import loop
   m = 2 if tiny else 25
   plan = plan_of("mod97.py", f"all,p100,f80,seeds={m},baseline=false" + (f",{TINY}" if tiny else ""))
-  _, _, arrays, fns = loop.build(plan)
+  _, data, arrays, fns = loop.build(plan)
   f, a = fns[0], arrays[0]
   with jax.default_matmul_precision(plan.config.matmul_precision):
     t = time.perf_counter()
-    state = jax.block_until_ready(f.chunk(f.init(a), a, jnp.int32(0), jnp.int32(10)))
-    jax.block_until_ready(f.evaluate(state["params"], a))
+    state = jax.block_until_ready(f.chunk(f.init(a, data), a, data, jnp.int32(0), jnp.int32(10)))
+    jax.block_until_ready(f.evaluate(state["params"], a, data))
     first = time.perf_counter() - t
     n = 20 if tiny else 300
     t = time.perf_counter()
-    state = jax.block_until_ready(f.chunk(state, a, jnp.int32(10), jnp.int32(n)))
+    state = jax.block_until_ready(f.chunk(state, a, data, jnp.int32(10), jnp.int32(n)))
     rate = m * n / (time.perf_counter() - t)
     t = time.perf_counter()
-    jax.block_until_ready(f.evaluate(state["params"], a))
+    jax.block_until_ready(f.evaluate(state["params"], a, data))
     per_eval = (time.perf_counter() - t) / m
   return rate, first, per_eval
 

@@ -25,8 +25,8 @@ class Interrupted(Exception):
 # Fields a run may change between its start and a resumption: without --allow_config_change (IGNORED_ON_RESUME)
 # or with it (ALLOWED_CHANGES). Every other field shapes the models, their data or their training.
 IGNORED_ON_RESUME = ("progress_seconds", "checkpoint_minutes")
-ALLOWED_CHANGES = ("steps", "eval_points", "eval_spacing", "eval_chunk", "matmul_precision", "data_dir", "devices",
-                   "download")
+ALLOWED_CHANGES = ("steps", "eval_points", "eval_spacing", "eval_chunk", "model_batch", "matmul_precision",
+                   "data_dir", "devices", "download")
 
 
 def check_writable(workdir):
@@ -74,14 +74,14 @@ def write_config(config, workdir):
     json.dump(config.to_dict(), f, indent=2, sort_keys=True)
 
 
-def check_memory(cohort, fns, state, arrays, placement):
+def check_memory(cohort, fns, state, arrays, data, placement):
   """Refuses (ConfigError) a cohort that XLA expects not to fit the device's memory, before it runs; no-op where
   the backend reports no limit (CPU). Compiles the train chunk and evaluation that training then uses."""
   limit = memory.device_memory()[1]
   if not limit:
     return
-  est = [memory.xla_bytes(fns.chunk, state, arrays, jnp.int32(0), jnp.int32(1)),
-         memory.xla_bytes(fns.evaluate, state["params"], arrays)]
+  est = [memory.xla_bytes(fns.chunk, state, arrays, data, jnp.int32(0), jnp.int32(1)),
+         memory.xla_bytes(fns.evaluate, state["params"], arrays, data)]
   per_device = (placement.size + placement.pad) // placement.devices
   why = memory.refusal(per_device, max((e for e in est if e), default=None), limit)
   if why:
@@ -118,10 +118,10 @@ def _run(config, workdir, allow_config_change):
   print(f"{plan.n_models} models in {len(plan.cohorts)} cohort(s): "
         + "; ".join(f"{k.name}: {len(k.models)}" for k in plan.cohorts) + f"; {plan.steps} steps", flush=True)
   with jax.default_matmul_precision(c.matmul_precision):
-    places, _, arrays, fns = loop.build(plan)
-    fresh = [f.init(a) for f, a in zip(fns, arrays)]
+    places, data, arrays, fns = loop.build(plan)
+    fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
     for k, f, s, a, p in zip(plan.cohorts, fns, fresh, arrays, places):
-      check_memory(k, f, s, a, p)  # before anything is written
+      check_memory(k, f, s, a, data, p)  # before anything is written
   if signals.received():
     raise Interrupted(signals.received())
   if primary:
@@ -163,7 +163,7 @@ def _run(config, workdir, allow_config_change):
         while step < target:
           n, t = progress.next_chunk(target - step), time.time()
           signals.fault("target-chunk" if step + n == target else "chunk")
-          states = [f.chunk(s, a, jnp.int32(step), jnp.int32(n)) for f, s, a in zip(fns, states, arrays)]
+          states = [f.chunk(s, a, data, jnp.int32(step), jnp.int32(n)) for f, s, a in zip(fns, states, arrays)]
           jax.block_until_ready(states)
           progress.chunk_done(n, time.time() - t)
           step += n
@@ -177,7 +177,7 @@ def _run(config, workdir, allow_config_change):
         signals.fault("eval")
         wall = wall0 + time.time() - progress.t0
         rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
-                for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a)), wall)]
+                for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a, data)), wall)]
         writer.write(rows)
         progress(step, progress_lib.mean_accs(rows), force=step == plan.steps)
         save()

@@ -24,5 +24,5 @@ def paper_ranks(groups):
 def get_config(arg=""):
   c = configs.base(task="mnist_grok", width=200, init="torch", init_scale=8.0, n_train=1000, pixels="unit",
                    loss="mse", optimizer="adamw", lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01,
-                   batch_size=200, steps=1e5, seeds=3, eval_points=200, eval_chunk=2000)
+                   batch_size=200, steps=1e5, seeds=3, eval_chunk=2000)
   return configs.apply_arg(c, arg, mnist.TASK, paper_ranks)

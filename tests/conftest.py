@@ -49,13 +49,13 @@ class Runner:
     self.ranks, self.x = self.a["ranks"], self.data["x"]
 
   def init(self):
-    return self.fns.init(self.a)
+    return self.fns.init(self.a, self.data)
 
   def chunk(self, state, step0, n):
-    return self.fns.chunk(state, self.a, jax.numpy.int32(step0), jax.numpy.int32(n))
+    return self.fns.chunk(state, self.a, self.data, jax.numpy.int32(step0), jax.numpy.int32(n))
 
   def rows(self, step, params, wall=0.0):
-    ev = loop.gather(self.fns.evaluate(params, self.a))
+    ev = loop.gather(self.fns.evaluate(params, self.a, self.data))
     return metrics.rows(self.cohort, step, ev, wall)
 
 
