@@ -4,14 +4,17 @@
   python benchmarks/throughput.py --quick                            # M = 1,5, a few steps (CPU smoke run)
   python benchmarks/throughput.py --models 25 --peer ~/src/grokking  # with the danielmamay/grokking loop
 
-dlgrok rows run the product's own CohortRunner (epoch permutations, rank masks, recompose, AdamW warm-up): one
-compiling chunk, then --chunks timed chunks of --steps steps, each followed by an evaluation as at an evaluation
-point (runner.rows: the vmapped evaluation over all 9312 examples, stable ranks, metrics rows written to a
-temporary metrics.jsonl). The product's 1e6-step run evaluates 176 times, once per ~5700 steps on average, so
-"with eval" is pessimistic for --steps < 5700 and "train only" optimistic. bare rows are the yardstick of
-DESIGN §9: the same Transformer, vmapped AdamW steps on random batches in a fori_loop, nothing else. On a GPU or
-TPU each row runs in a fresh process, so its peak memory is its own; "XLA est." is the compiled chunk's or
-evaluation's argument + output + temporary bytes (the larger), known before anything runs.
+dlgrok rows run the product's own cohort functions (epoch permutations, rank masks, recompose, AdamW warm-up; on
+one CPU device the models of a step one after another, `model_batch`): one compiling chunk, then --chunks timed
+chunks of --steps steps, each followed by an evaluation as at an evaluation point (the evaluation over all 9312
+examples, stable ranks, metrics rows written to a temporary metrics.jsonl). "train only" is the chunks alone;
+"eval s" one evaluation point of all M models, "eval ÷ train step" its cost per model in train steps (its FLOPs:
+9312 / (3 x 512) = 6.1); "eval share" is evaluation's part of the wall time of the paper's 80 / 65 / 50 % runs
+(1e4 / 1e5 / 1e6 steps, each with its default schedule) at the row's rates. The notes project the 80 % grid's
+wall time on this machine. bare rows are the yardstick of DESIGN §9: the same Transformer, vmapped AdamW steps on
+random batches in a fori_loop, nothing else. On a GPU or TPU each row runs in a fresh process, so its peak memory
+is its own; "XLA est." is the compiled chunk's or evaluation's argument + output + temporary bytes (the larger),
+known before anything runs.
 """
 import argparse
 import datetime
@@ -74,25 +77,26 @@ def measure_dlgrok(spec, overrides):
   cohort = plan.cohorts[-1]
   assert len(cohort.models) == spec["models"], cohort
   n, out = jnp.int32(spec["steps"]), {}
-  rows = lambda step, state, wall: metrics.rows(cohort, step, loop.gather(fns.evaluate(state["params"], a)), wall)
+  rows = lambda step, state, wall: metrics.rows(cohort, step, loop.gather(fns.evaluate(state["params"], a, d)),
+                                                wall)
   with tempfile.TemporaryDirectory() as tmp:
     t = time.perf_counter()
-    _, _, arrays, all_fns = loop.build(plan)
+    _, d, arrays, all_fns = loop.build(plan)
     fns, a = all_fns[-1], arrays[-1]
-    state = fns.init(a)
-    out["xla_train"] = xla_bytes(fns.chunk, state, a, jnp.int32(0), n)
-    out["xla_eval"] = xla_bytes(fns.evaluate, state["params"], a)
+    state = fns.init(a, d)
+    out["xla_train"] = xla_bytes(fns.chunk, state, a, d, jnp.int32(0), n)
+    out["xla_eval"] = xla_bytes(fns.evaluate, state["params"], a, d)
     why = refusal(spec, max(out["xla_train"] or 0, out["xla_eval"] or 0))
     if why:
       return dict(out, error=why)
     writer = metrics.Writer(tmp)
-    state = jax.block_until_ready(fns.chunk(state, a, jnp.int32(0), n))
+    state = jax.block_until_ready(fns.chunk(state, a, d, jnp.int32(0), n))
     writer.write(rows(spec["steps"], state, 0.0))
     out["first_s"] = time.perf_counter() - t
     step, train_s, eval_s = spec["steps"], 0.0, 0.0
     for _ in range(spec["chunks"]):
       t0 = time.perf_counter()
-      state = jax.block_until_ready(fns.chunk(state, a, jnp.int32(step), n))
+      state = jax.block_until_ready(fns.chunk(state, a, d, jnp.int32(step), n))
       t1 = time.perf_counter()
       step += spec["steps"]
       writer.write(rows(step, state, t1 - t))
@@ -201,24 +205,53 @@ def measure_peer(directory, steps, python, threads):
               note=f"every 100 steps it evaluates; {threads or 'default'} threads")
 
 
-PAPER_EVALS = len(cohorts.eval_steps(10**6, 200))  # the paper's 1e6-step run: ~200 log-spaced evaluations
+FRACS = ("f80", "f65", "f50")  # the paper's runs: 1e4, 1e5 and 1e6 steps
+GRID = (31, 3)  # the 80 % grid: the baseline and 6 layer groups x 5 ranks; 3 seeds
 
 
-def eval_share(r):
-  """Evaluation's share of a 1e6-step run's wall time at this row's rates: PAPER_EVALS evaluations of the row's
-  measured cost against 1e6 steps at its train-only rate."""
+def paper_schedules():
+  """{fraction: (steps, evaluations)} of the paper's mod-97 runs with their default schedules."""
+  plans = {f: cohorts.resolve(configs.load(EXPERIMENT, f"none,{f},seeds=1")) for f in FRACS}
+  return {f: (p.steps, len(p.eval_steps)) for f, p in plans.items()}
+
+
+def run_seconds(r, steps, evals):
+  """(training, evaluation) seconds per model of a run of `steps` steps and `evals` evaluations at this row's
+  train-only rate and evaluation seconds per point."""
+  return steps / r["train_rate"], evals * r["eval_s"] / r["chunks"] / r["models"]
+
+
+def eval_share(r, schedules):
+  """Evaluation's share of each paper run's wall time at this row's rates."""
   if not (r.get("chunks") and r.get("eval_s")):
     return "-"
-  evals, training = PAPER_EVALS * r["eval_s"] / r["chunks"], 1e6 * r["models"] / r["train_rate"]
-  return f"{100 * evals / (evals + training):.1f} %"
+  shares = [run_seconds(r, *schedules[f]) for f in FRACS]
+  return " / ".join(f"{100 * e / (t + e):.1f} %" for t, e in shares)
+
+
+def grid_hours(rows, schedules):
+  """Projected hours of the 80 % grid on this machine from the largest-M baseline and `all` rows, or None."""
+  best = {}
+  for r in rows:
+    if "rate" in r and r["cohort"] in ("baseline", "all") and r["eval_s"]:
+      if r["models"] >= best.get(r["cohort"], {}).get("models", 0):
+        best[r["cohort"]] = r
+  if len(best) < 2:
+    return None
+  configs_, seeds = GRID
+  per_model = {k: sum(run_seconds(r, *schedules["f80"])) for k, r in best.items()}
+  secs = seeds * per_model["baseline"] + (configs_ - 1) * seeds * per_model["all"]
+  return secs / 3600, best
 
 
 def table(rows, env, command):
   bare = {(r["precision"], r["models"]): r for r in rows if r["cohort"] == "bare" and "rate" in r}
   steps = next((r["steps"] for r in rows if r.get("chunks")), "?")
+  schedules = paper_schedules()
+  runs = ", ".join(f"{f}: {s:.0e} steps, {e} evals" for f, (s, e) in schedules.items())
   head = ["cohort", "precision", "M", f"model-steps/s (eval every {steps} steps)", "÷ bare", "train only", "÷ bare",
-          "eval s", f"eval share, 1e6 steps ({PAPER_EVALS} evals)", "first call s", "peak memory", "per model",
-          "XLA est. per model: train / eval", "M that fit"]
+          "eval s", "eval ÷ train step", f"eval share {' / '.join(FRACS)}", "first call s", "peak memory",
+          "per model", "XLA est. per model: train / eval", "M that fit"]
   out = [f"{env['device']}; {env['versions']}; {env['date']}", "", f"`{command}`", "",
          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
@@ -228,16 +261,27 @@ def table(rows, env, command):
     xla = " / ".join(gib(e / m) if e else "-" for e in est) if big else "n/a"
     fit = str(int(0.95 * r["limit"] / (big / m))) if big and r.get("limit") else "n/a"
     if "rate" not in r:
-      out.append(f"| {r['cohort']} | {r['precision']} | {m} | {r['error']} |" + " |" * 8 + f" {xla} | {fit} |")
+      out.append(f"| {r['cohort']} | {r['precision']} | {m} | {r['error']} |" + " |" * 9 + f" {xla} | {fit} |")
       continue
     b = bare.get(("highest" if r["precision"] == "float32" else r["precision"], m))
     ratio = lambda k: f"{r[k] / b[k]:.2f}" if b and r is not b else ""
-    ev = f"{r['eval_s'] / r['chunks']:.2f}" if r.get("chunks") and r["eval_s"] else "-"
+    ev, per_step = "-", "-"
+    if r.get("chunks") and r["eval_s"]:  # one evaluation point, and its cost per model in train steps
+      ev = f"{r['eval_s'] / r['chunks']:.2f}"
+      per_step = f"{r['eval_s'] / r['chunks'] / m * r['train_rate']:.1f}"
     peak = r.get("peak")
     out.append(f"| {r['cohort']} | {r['precision']} | {m} | {r['rate']:,.0f} | {ratio('rate')} | "
-               f"{r['train_rate']:,.0f} | {ratio('train_rate')} | {ev} | {eval_share(r)} | {r['first_s']:.1f} | "
+               f"{r['train_rate']:,.0f} | {ratio('train_rate')} | {ev} | {per_step} | {eval_share(r, schedules)} | "
+               f"{r['first_s']:.1f} | "
                f"{gib(peak)} | {gib(peak / m) if peak else 'n/a'} | {xla} | {fit} |")
-  notes = [f"{r['cohort']} M={r['models']} {r['precision']}: {r['note']}" for r in rows if r.get("note")]
+  notes = [f"eval share: evaluation's part of the paper's runs' wall time at the row's rates ({runs})"]
+  grid = grid_hours(rows, schedules)
+  if grid:
+    hours, best = grid
+    notes.append(f"projected 80 % grid on this machine ({GRID[0]} configurations x {GRID[1]} seeds x 1e4 steps, "
+                 f"{schedules['f80'][1]} evaluations): {hours:.1f} h (baseline at M={best['baseline']['models']}, "
+                 f"the decomposed models at `all` p100's rates at M={best['all']['models']})")
+  notes += [f"{r['cohort']} M={r['models']} {r['precision']}: {r['note']}" for r in rows if r.get("note")]
   again = [f"{r['cohort']} M={r['models']}" for r in rows if r.get("traces", 1) > 1 or r.get("eval_compiles", 1) > 1]
   notes.append("recompiled while timing: " + (", ".join(again) if again else "none"))
   return "\n".join(out + [""] + [f"- {n}" for n in notes]) + "\n"

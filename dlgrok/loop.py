@@ -91,7 +91,7 @@ def build(plan):
 
 def model_batch(config, placement):
   """Models per pass of a step or evaluation: config.model_batch, or (0) 1 on a single CPU device, where a
-  vmapped step of 16 or 32 models ran 8-15 % slower per model than one model's (benchmarks/throughput.py), and
+  vmapped step of 16 or 32 models ran 8-25 % slower per model than one model's, a loop 7 % (benchmarks/), and
   all of them (vmap) elsewhere."""
   if config.get("model_batch", 0):
     return config.model_batch

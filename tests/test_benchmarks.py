@@ -26,6 +26,32 @@ def test_quick_throughput_table(tmp_path):
   body = [l for l in lines if l.startswith("| ") and not l.startswith("| cohort")]
   assert [l.split(" | ")[0] for l in body] == ["| bare", "| all", "| peer (torch)"]
   assert float(body[1].split(" | ")[4]) > 0  # the dlgrok/bare ratio
+  head = next(l for l in lines if l.startswith("| cohort")).split(" | ")
+  share = body[1].split(" | ")[head.index("eval share f80 / f65 / f50")]
+  assert len(share.split(" / ")) == 3 and all(0 < float(x.rstrip(" %")) < 100 for x in share.split(" / ")), share
+  assert "f80: 1e+04 steps, 155 evals" in out.read_text()  # the paper's 80 % run at its default schedule
+
+
+def test_grid_projection_adds_up_each_models_training_and_evaluations():
+  tp = load_throughput()
+  schedules = {"f80": (10**4, 155)}
+  rows = [{"cohort": "baseline", "models": 16, "rate": 1, "train_rate": 32.0, "eval_s": 8.0, "chunks": 2},
+          {"cohort": "all", "models": 4, "rate": 1, "train_rate": 20.0, "eval_s": 2.0, "chunks": 1},
+          {"cohort": "all", "models": 16, "rate": 1, "train_rate": 16.0, "eval_s": 4.0, "chunks": 1}]
+  hours, best = tp.grid_hours(rows, schedules)
+  assert best["all"]["models"] == 16  # the largest cohort's rates
+  per_baseline = 1e4 / 32 + 155 * 8.0 / 2 / 16
+  per_decomposed = 1e4 / 16 + 155 * 4.0 / 16
+  assert abs(hours * 3600 - (3 * per_baseline + 90 * per_decomposed)) < 1e-6
+
+
+def test_compile_cost_takes_the_data_as_an_argument():
+  spec = importlib.util.spec_from_file_location("compile_cost", os.path.join(ROOT, "benchmarks", "compile_cost.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  row = mod.measure("mod97.py:all,p100,seeds=1,baseline=false,p=11,op=x+y,width=16,heads=2,layers=1,batch_size=16")
+  assert row["data_is_argument"] and row["models"] == 1
+  assert row["train_compile_s"] > 0 and row["eval_executable_mb"] > 0 and row["peak_rss_mb"] > 0
 
 
 def test_too_large_cohort_is_refused_with_the_number_that_fits():
