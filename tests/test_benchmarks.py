@@ -28,7 +28,8 @@ def test_quick_throughput_table(tmp_path):
   assert float(body[1].split(" | ")[4]) > 0  # the dlgrok/bare ratio
   head = next(l for l in lines if l.startswith("| cohort")).split(" | ")
   share = body[1].split(" | ")[head.index("eval share f80 / f65 / f50")]
-  assert len(share.split(" / ")) == 3 and all(0 < float(x.rstrip(" %")) < 100 for x in share.split(" / ")), share
+  f80, f65, f50 = (float(x.rstrip(" %")) for x in share.split(" / "))
+  assert 100 > f80 > f65 >= f50 >= 0, share  # fewer evaluations per step in the longer runs
   assert "f80: 1e+04 steps, 155 evals" in out.read_text()  # the paper's 80 % run at its default schedule
 
 
