@@ -13,38 +13,58 @@ def fmt_time(s):
 
 
 class Progress:
-  """Prints step, steps/s, model-steps/s, ETA and mean accuracies at most every `every` seconds."""
+  """Prints step, steps/s, model-steps/s, ETA and mean accuracies at most every `every` seconds.
 
-  WINDOW = 600.0  # seconds: the ETA's rate, evaluations included, over about the last ten minutes
+  The ETA is the steps left at the recent training rate plus the evaluation points left at the recent seconds per
+  evaluation. The first chunk and the first evaluation after a (re)start compile, so neither is counted, nor is
+  a chunk during which the process was stopped (SIGSTOP, Ctrl-Z)."""
 
-  def __init__(self, total, n_models, every, start_step=0):
+  WINDOW = 600.0  # seconds of recent training whose rate the ETA uses
+
+  def __init__(self, total, n_models, every, eval_steps=()):
     self.total, self.n_models, self.every = total, n_models, every
     self.t0, self.last = time.time(), 0.0
     self.train_rate = 0.0  # steps/s of the last train chunk alone
-    self.seen = collections.deque([(self.t0, start_step)])  # (time, step) of the lines printed
+    self.eval_steps = sorted(eval_steps)
+    self.chunks = collections.deque()  # (steps, seconds) of the recent chunks after the first
+    self.evals = collections.deque(maxlen=20)  # seconds of the recent evaluations after the first
+    self.first_chunk = self.first_eval = True
 
   def chunk_done(self, n, seconds):
     self.train_rate = n / max(seconds, 1e-9)
+    stopped = signals.continued() is not None
+    if self.first_chunk or stopped:
+      self.first_chunk = False
+      return
+    self.chunks.append((n, seconds))
+    while len(self.chunks) > 1 and sum(s for _, s in self.chunks) - self.chunks[0][1] >= self.WINDOW:
+      self.chunks.popleft()
+
+  def eval_done(self, seconds):
+    if not self.first_eval:
+      self.evals.append(seconds)
+    self.first_eval = False
 
   def next_chunk(self, remaining):
     """Steps to run before control comes back: about `every` seconds' worth, at least 1."""
     return max(1, min(remaining, int(self.train_rate * self.every)))
+
+  def eta(self, step):
+    """Seconds left after `step`, or None before a chunk after the first has been timed."""
+    if not self.chunks:
+      return None
+    rate = sum(n for n, _ in self.chunks) / max(sum(s for _, s in self.chunks), 1e-9)
+    evals_left = sum(1 for s in self.eval_steps if s > step)
+    per_eval = float(np.mean(self.evals)) if self.evals else 0.0
+    return (self.total - step) / rate + evals_left * per_eval
 
   def __call__(self, step, accs=None, force=False):
     now = time.time()
     if not force and now - self.last < self.every:
       return
     self.last = now
-    cont = signals.continued()
-    if cont is not None:  # stopped until `cont` (SIGSTOP, Ctrl-Z): the rate leaves the pause out
-      gap = max(0.0, cont - self.seen[-1][0])
-      self.seen = collections.deque((t + gap, s) for t, s in self.seen)
-    while len(self.seen) > 1 and now - self.seen[1][0] >= self.WINDOW:  # keep one sample at least WINDOW old
-      self.seen.popleft()
-    t, s = self.seen[0]
-    self.seen.append((now, step))
-    rate = (step - s) / max(now - t, 1e-9)
-    eta = fmt_time((self.total - step) / rate) if step > s else "?"
+    left = self.eta(step)
+    eta = "?" if left is None else fmt_time(left)
     acc = f"  train_acc {accs[0]:.3f}  test_acc {accs[1]:.3f}" if accs else ""
     if accs and accs[2]:
       acc += f"  ({accs[2]} diverged, left out)"

@@ -147,7 +147,7 @@ def _run(config, workdir, allow_config_change):
       if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
         wall0 = metrics.truncate_from(workdir, step)
         writer = metrics.Writer(workdir)
-      progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, start_step=step)
+      progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, plan.eval_steps)
 
       def save(force=False):
         if force or ckpt.due(step):
@@ -175,10 +175,12 @@ def _run(config, workdir, allow_config_change):
           if step < target:
             save()
         signals.fault("eval")
-        wall = wall0 + time.time() - progress.t0
+        t = time.time()
+        wall = wall0 + t - progress.t0
         rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
                 for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a, data)), wall)]
         writer.write(rows)
+        progress.eval_done(time.time() - t)
         progress(step, progress_lib.mean_accs(rows), force=step == plan.steps)
         save()
         if signals.received():

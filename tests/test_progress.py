@@ -1,32 +1,47 @@
-"""Progress lines: the ETA follows the recent rate (start-up, compilation or a slower phase do not linger)."""
+"""Progress lines: the ETA is the steps left at the recent training rate plus the evaluations left, leaving out
+compilation (the first chunk and evaluation after a start) and a stopped process's pause."""
 import os
 import signal
 
-from dlgrok import progress
+import pytest
+
+from dlgrok import cohorts, progress
 
 
-def test_eta_uses_the_rate_of_the_last_ten_minutes(monkeypatch, capsys):
+def simulate(monkeypatch, steps, rate, per_eval, compile_s, schedule):
+  """A run driven as train.py drives Progress, on a fake clock: [(step, ETA, seconds actually left)]."""
   now = [1000.0]
   monkeypatch.setattr(progress.time, "time", lambda: now[0])
-  p = progress.Progress(total=10000, n_models=4, every=1.0)
-  now[0] += 900  # start-up and compilation: 900 s for the first 100 steps
-  p(100)
-  assert capsys.readouterr().out.split("ETA ")[1].split()[0] == progress.fmt_time(9900 / (100 / 900))
-  for step in range(200, 2001, 100):  # then 10 steps/s
-    now[0] += 10
-    p(step)
-  line = capsys.readouterr().out.strip().splitlines()[-1]
-  assert line.startswith("step 2000/10000 (20.0%)")
-  # the window still holds the start: (2000 - 0) steps in 900 + 190 s
-  assert line.split("ETA ")[1].split()[0] == progress.fmt_time(8000 / (2000 / 1090))
-  for step in range(2100, 8001, 100):
-    now[0] += 10
-    p(step)
-  # the start has left the ten-minute window: 10 steps/s, 200 s for the last 2000 steps
-  assert capsys.readouterr().out.strip().splitlines()[-1].split("ETA ")[1].split()[0] == "0:03:20"
+  p = progress.Progress(steps, 1, every=10.0, eval_steps=schedule)
+  seen, step = [], 0
+  for i, target in enumerate(schedule):
+    while step < target:
+      n = p.next_chunk(target - step)
+      dt = n / rate + (compile_s if step == 0 else 0.0)
+      now[0] += dt
+      p.chunk_done(n, dt)
+      step += n
+      seen.append((step, p.eta(step), now[0]))
+    dt = per_eval + (compile_s if i == 0 else 0.0)
+    now[0] += dt
+    p.eval_done(dt)
+  return [(s, eta, now[0] - t) for s, eta, t in seen]
 
 
-def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch, capsys):
+@pytest.mark.parametrize("steps, rate, per_eval", [(5000, 50.0, 0.3), (10**6, 30.0, 0.25)])
+def test_eta_from_the_rate_after_compilation_within_a_fifth_from_10_percent(monkeypatch, steps, rate, per_eval):
+  """A 3-minute run (5000 steps, 82 evaluations, 30 s of compilation) and a 9-hour one: from 10 % of the run on,
+  the ETA is within 0.8x-1.25x of the time actually left (the old rate-since-start ETA was 3x at 10 %)."""
+  schedule = cohorts.default_eval_steps(steps, cohorts.eval_cost(9312, 512))
+  seen = simulate(monkeypatch, steps, rate, per_eval, 30.0, schedule)
+  late = [(s, eta, left) for s, eta, left in seen if steps // 10 <= s < steps]
+  assert late and all(eta is not None for _, eta, _ in late)
+  worst = max(max(eta / left, left / eta) for _, eta, left in late)
+  assert worst < 1.25, worst
+  assert seen[0][1] is None  # after the compiling chunk alone: no rate yet
+
+
+def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch):
   now = [1000.0]
   monkeypatch.setattr(progress.time, "time", lambda: now[0])  # the time module itself: signals' clock too
   installed = progress.signals.install()  # False where an earlier test in this process left it installed
@@ -34,15 +49,13 @@ def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch, capsys):
   progress.signals.continued()  # forget any earlier SIGCONT
   try:
     p = progress.Progress(total=10000, n_models=4, every=1.0)
-    for step in range(100, 1001, 100):  # 10 steps/s
+    for _ in range(11):  # the first (compiling) chunk, then 10 steps/s
       now[0] += 10
-      p(step)
-    now[0] += 3600  # SIGSTOP for an hour, then SIGCONT: the kernel continues the process, the handler notes when
+      p.chunk_done(100, 10.0)
+    now[0] += 3600  # SIGSTOP for an hour inside a chunk, then SIGCONT: the handler notes when
     os.kill(os.getpid(), signal.SIGCONT)
-    now[0] += 10
-    p(1100)
-    # 10 steps/s as before the pause: (1100 - 0) steps in 110 s of running, not in 3710 s
-    assert capsys.readouterr().out.strip().splitlines()[-1].split("ETA ")[1].split()[0] == "0:14:50"
+    p.chunk_done(100, 3610.0)
+    assert progress.fmt_time(p.eta(1200)) == progress.fmt_time(8800 / 10)  # 10 steps/s as before the pause
   finally:
     if installed:
       progress.signals.uninstall()
