@@ -268,7 +268,7 @@ def table(rows, env, command):
     ev, per_step = "-", "-"
     if r.get("chunks") and r["eval_s"]:  # one evaluation point, and its cost per model in train steps
       ev = f"{r['eval_s'] / r['chunks']:.2f}"
-      per_step = f"{r['eval_s'] / r['chunks'] / m * r['train_rate']:.1f}"
+      per_step = f"{run_seconds(r, 0, 1)[1] * r['train_rate']:.1f}"
     peak = r.get("peak")
     out.append(f"| {r['cohort']} | {r['precision']} | {m} | {r['rate']:,.0f} | {ratio('rate')} | "
                f"{r['train_rate']:,.0f} | {ratio('train_rate')} | {ev} | {per_step} | {eval_share(r, schedules)} | "

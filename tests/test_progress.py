@@ -31,7 +31,7 @@ def simulate(monkeypatch, steps, rate, per_eval, compile_s, schedule):
 @pytest.mark.parametrize("steps, rate, per_eval", [(5000, 50.0, 0.3), (10**6, 30.0, 0.25)])
 def test_eta_from_the_rate_after_compilation_within_a_fifth_from_10_percent(monkeypatch, steps, rate, per_eval):
   """A 3-minute run (5000 steps, 82 evaluations, 30 s of compilation) and a 9-hour one: from 10 % of the run on,
-  the ETA is within 0.8x-1.25x of the time actually left (the old rate-since-start ETA was 3x at 10 %)."""
+  the ETA is within 0.8x-1.25x of the time actually left."""
   schedule = cohorts.default_eval_steps(steps, cohorts.eval_cost(9312, 512))
   seen = simulate(monkeypatch, steps, rate, per_eval, 30.0, schedule)
   late = [(s, eta, left) for s, eta, left in seen if steps // 10 <= s < steps]
@@ -39,6 +39,15 @@ def test_eta_from_the_rate_after_compilation_within_a_fifth_from_10_percent(monk
   worst = max(max(eta / left, left / eta) for _, eta, left in late)
   assert worst < 1.25, worst
   assert seen[0][1] is None  # after the compiling chunk alone: no rate yet
+
+
+def test_the_eta_follows_the_last_ten_minutes_of_training():
+  p = progress.Progress(total=100000, n_models=1, every=10.0)
+  for _ in range(71):  # the compiling chunk, then 700 s at 10 steps/s
+    p.chunk_done(100, 10.0)
+  for _ in range(70):  # then 700 s at 5 steps/s: the faster stretch has left the window
+    p.chunk_done(50, 10.0)
+  assert p.eta(10500) == (100000 - 10500) / 5
 
 
 def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch):
