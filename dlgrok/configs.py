@@ -256,6 +256,8 @@ def upgrade(d):
 def from_json(d):
   """The ConfigDict of a config.json dict (of any version), tuples where configs hold tuples."""
   d = upgrade(d)
+  if isinstance(d.get("steps"), int):  # config.json holds it whole; the config field is a float
+    d["steps"] = float(d["steps"])
   return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 

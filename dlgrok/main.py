@@ -20,6 +20,7 @@ from dlgrok import configs, decompose, metrics, train  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/<family>.py:<argument>", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<experiment>-<argument>)")
 _ALLOW = flags.DEFINE_bool("allow_config_change", False, "continue a workdir whose config.json differs")
+_DRY = flags.DEFINE_bool("dry_run", False, "check the config and data, print the plan and exit; writes nothing")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
@@ -28,7 +29,8 @@ def default_workdir(config_arg, overrides):
   path, _, arg = config_arg.partition(":")
   name = os.path.splitext(os.path.basename(path))[0]
   parts = [name, arg.replace(",", "_") if arg else "none"]
-  parts += [f"{k}={v}" for k, v in sorted(overrides.items())]
+  whole = lambda v: int(v) if isinstance(v, float) and v.is_integer() else v  # steps=300, not steps=300.0
+  parts += [f"{k}={whole(v)}" for k, v in sorted(overrides.items())]
   return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts)))
 
 
@@ -51,6 +53,11 @@ def main(argv, config):
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
                                               config_flags.get_override_values(flags.FLAGS["config"]))
   try:
+    if _DRY.value:
+      plan = train.prepare(config, workdir, allow_config_change=_ALLOW.value)
+      print(f"{train.describe(plan)}; {plan.n_models * plan.steps:,} model-steps; workdir {workdir} "
+            "(dry run: nothing written)")
+      return
     train.run(config, workdir, allow_config_change=_ALLOW.value)
   except (configs.ConfigError, decompose.DecomposeError, metrics.MetricsError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -55,7 +55,7 @@ def check_workdir(config, workdir, allow_config_change=False):
   if not os.path.exists(p):
     return
   old = json.loads(json.dumps(configs.upgrade(metrics.load_config(workdir))))
-  new = json.loads(json.dumps(config.to_dict()))
+  new = json.loads(json.dumps(as_json(config)))
   differ = [k for k in sorted(old) if old[k] != new.get(k) and k not in IGNORED_ON_RESUME]
   diff = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
   if differ and not allow_config_change:
@@ -68,10 +68,29 @@ def check_workdir(config, workdir, allow_config_change=False):
         f"the models, their data or their training; it allows changes to {', '.join(ALLOWED_CHANGES)}")
 
 
+def plural(n, word):
+  return f"{n:,} {word}{'s' * (n != 1)}"
+
+
+def describe(plan):
+  """'3 models in 2 cohorts (baseline: 1; all: 2); 5000 steps, 82 evaluations'."""
+  cohorts = "; ".join(f"{k.name}: {len(k.models)}" for k in plan.cohorts)
+  return (f"{plural(plan.n_models, 'model')} in {plural(len(plan.cohorts), 'cohort')} ({cohorts}); "
+          f"{plural(plan.steps, 'step')}, {plural(len(plan.eval_steps), 'evaluation')}")
+
+
+def as_json(config):
+  """The config as config.json holds it: `steps` whole (a float field so that steps=1e4 parses)."""
+  d = config.to_dict()
+  if float(d["steps"]).is_integer():
+    d["steps"] = int(d["steps"])
+  return d
+
+
 def write_config(config, workdir):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    json.dump(as_json(config), f, indent=2, sort_keys=True)
 
 
 def check_memory(cohort, fns, state, arrays, data, placement):
@@ -115,8 +134,7 @@ def _run(config, workdir, allow_config_change):
   plan = prepare(config, workdir, allow_config_change)
   c = plan.config
   primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl
-  print(f"{plan.n_models} models in {len(plan.cohorts)} cohort(s): "
-        + "; ".join(f"{k.name}: {len(k.models)}" for k in plan.cohorts) + f"; {plan.steps} steps", flush=True)
+  print(describe(plan), flush=True)
   with jax.default_matmul_precision(c.matmul_precision):
     places, data, arrays, fns = loop.build(plan)
     fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
@@ -167,7 +185,8 @@ def _run(config, workdir, allow_config_change):
           jax.block_until_ready(states)
           progress.chunk_done(n, time.time() - t)
           step += n
-          progress(step)
+          if step < target:  # at the target the evaluation's line follows, with its accuracies
+            progress(step)
           preempted = jax.process_count() > 1 and ckpt.manager.reached_preemption(step)
           if signals.received() or preempted:
             save(force=True)

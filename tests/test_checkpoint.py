@@ -153,6 +153,6 @@ def test_workdir_and_config_file_problems_fail_fast_with_one_line(tmp_path):
 
 def test_changed_config_is_refused(tmp_path):
   train.run(tiny_config(steps=5.0, eval_points=2, baseline=False, group="out", ranks="r3"), str(tmp_path))
-  with pytest.raises(configs.ConfigError, match=r"another config \(lr: 0.001 -> 0.01; steps: 5.0 -> 6.0\)"):
+  with pytest.raises(configs.ConfigError, match=r"another config \(lr: 0.001 -> 0.01; steps: 5 -> 6\)"):
     train.run(tiny_config(steps=6.0, lr=0.01, eval_points=2, baseline=False, group="out", ranks="r3"),
               str(tmp_path))

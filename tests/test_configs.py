@@ -105,8 +105,13 @@ def test_cli_errors_write_nothing(tmp_path, arg, extra, message):
 
 def test_cli_default_workdir(tmp_path):
   cfg = os.path.join(ROOT, "experiments", "mod97.py")
-  out = run_cli([f"--config={cfg}:ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=3,seeds=1,eval_points=2"], tmp_path)
+  out = run_cli([f"--config={cfg}:ffn,r8,p=11,op=x+y,width=32,heads=2,f80,seeds=1,eval_points=2",
+                 "--config.steps=3", "--config.progress_seconds=0.001"], tmp_path)
   assert out.returncode == 0, out.stderr
-  wd = tmp_path / "runs" / "mod97-ffn_r8_p=11_op=x+y_width=32_heads=2_f80_steps=3_seeds=1_eval_points=2"
-  assert (wd / "metrics.jsonl").exists() and (wd / "config.json").exists()
-  assert "model-steps/s" in out.stdout
+  wd = tmp_path / "runs" / ("mod97-ffn_r8_p=11_op=x+y_width=32_heads=2_f80_seeds=1_eval_points=2"
+                            "-progress_seconds=0.001-steps=3")
+  assert (wd / "metrics.jsonl").exists() and '"steps": 3,' in (wd / "config.json").read_text()  # whole, not 3.0
+  lines = out.stdout.splitlines()
+  assert lines[0] == "2 models in 2 cohorts (baseline: 1; ffn: 1); 3 steps, 3 evaluations"
+  steps = [int(l.split()[1].split("/")[0]) for l in lines[1:] if l.startswith("step ")]
+  assert steps == sorted(set(steps)) and steps[-1] == 3 and "model-steps/s" in lines[-1]  # no line twice
