@@ -56,7 +56,7 @@ def accuracy_figure(rows, group):
   fracs = sorted({analysis.frac_key(r["frac"]) for r in rows if r["group"] == group})
   fig, axes = plt.subplots(1, len(fracs), figsize=(3.4 * len(fracs) + 0.5, 3.6), squeeze=False, sharey=True,
                            layout="constrained")
-  handles, diverged = {}, {}
+  handles, diverged, starred = {}, {}, False
   for ax, frac in zip(axes[0], fracs):
     cells = sorted_cells(rows, "none", frac) + (sorted_cells(rows, group, frac) if group != "none" else [])
     colours = iter(f"C{i % 10}" for i in range(100))
@@ -71,6 +71,7 @@ def accuracy_figure(rows, group):
         curves[field] = (steps, mean)
       star = mean_gap1(*curves["train_acc"], curves["test_acc"][1])
       if star:
+        starred = True
         ax.scatter([star[0]], [star[1]], marker="*", s=70, color=colour, edgecolor="white", lw=0.5, zorder=4)
       handles[rank_label(g, rank)] = Line2D([], [], color=colour, lw=2)
       diverged[rank_label(g, rank)] = diverged.get(rank_label(g, rank), 0) + sum(map(analysis.diverged, models))
@@ -82,12 +83,14 @@ def accuracy_figure(rows, group):
   axes[0, 0].set_ylabel("accuracy")
   seeds = len({r["seed"] for r in rows if r["group"] == group})
   what = "Baseline" if group == "none" else f"Decomposed learning on {group_name(group)}"
-  suptitle(fig, f"{what}\ntrain (dotted) and test (solid) accuracy, mean ± std of {seeds} seed{'s' * (seeds > 1)}")
-  styles = {"train": Line2D([], [], color="grey", ls=":"), "test": Line2D([], [], color="grey"),
-            "1 % gap (mean)": Line2D([], [], color="grey", ls="", marker="*", markersize=8)}
+  spread = f"mean ± std of {seeds} seeds" if seeds > 1 else "1 seed"
+  suptitle(fig, f"{what}\ntrain (dotted) and test (solid) accuracy, {spread}")
+  styles = {"train": Line2D([], [], color="grey", ls=":"), "test": Line2D([], [], color="grey")}
+  if starred:  # the legend names the star only where one is drawn
+    styles["1 % gap (mean)"] = Line2D([], [], color="grey", ls="", marker="*", markersize=8)
   labels = [f"{k} ({diverged[k]} diverged)" if diverged[k] else k for k in handles]
   fig.legend(list(handles.values()) + list(styles.values()), labels + list(styles),
-             loc="outside lower center", ncol=min(len(handles) + 3, int(fig.get_figwidth() / 1.7)),
+             loc="outside lower center", ncol=min(len(handles) + len(styles), int(fig.get_figwidth() / 1.7)),
              frameon=False, handlelength=1.5, columnspacing=1.0)
   return fig
 

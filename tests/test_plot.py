@@ -5,6 +5,7 @@ import os
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
 
 from dlgrok import analysis, factors, plot
 
@@ -231,6 +232,22 @@ def diverge(rows, step):
 
 def cell_texts(ax, j, i=0):
   return [t.get_text() for t in ax.texts if t.get_position() == (j, i)]
+
+
+def test_legend_names_the_star_only_where_one_is_drawn(tmp_path):
+  d = str(tmp_path / "run")
+  rows = write_run(d, 0.5, seeds=(0,))
+  fig = plot.accuracy_figure(plot.load([d]), "all")
+  stars = lambda fig: [c for ax in fig.axes for c in ax.collections if isinstance(c, PathCollection)]
+  labels = [t.get_text() for t in fig.legends[0].get_texts()]
+  assert stars(fig) and labels[-1] == "1 % gap (mean)"
+  assert "1 seed" in fig.get_suptitle() and "std" not in fig.get_suptitle()
+  for r in rows:
+    r["test_acc"] = 0.5 * r["test_acc"]  # no model comes within 1 % of its train accuracy
+  rewrite(d, rows)
+  fig = plot.accuracy_figure(plot.load([d]), "all")
+  assert not stars(fig)
+  assert "1 % gap (mean)" not in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_diverged_models_marked_in_grid_accuracy_and_table(tmp_path, capsys):
