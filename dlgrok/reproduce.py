@@ -36,7 +36,7 @@ MAX_FILE = 16 * 2**20
 class Item:
   name: str
   title: str
-  paper: str  # what the paper (or DESIGN's yardsticks) reports, to read ours beside
+  paper: str  # what the paper (or docs/design.md §7's yardsticks) reports, to read ours beside
   runs: list  # [(run name, experiment file, argument)], or [] for the throughput benchmark
   resumable: bool = False  # trains for the time left and continues on the next call
   fit_steps: bool = False  # its step count is cut to fit the budget left
@@ -55,7 +55,7 @@ def items(tiny):
                        else ",eval_points=25,eval_spacing=linear"))
   return [
       Item("throughput", "Throughput: dlgrok vs the bare loop (and the PyTorch peer)",
-           "DESIGN §9 on an H100: bare loop 5.9k (M=25) / 6.8k (M=100) model-steps/s at highest precision; "
+           "docs/design.md §7, on an H100: bare loop 5.9k (M=25) / 6.8k (M=100) model-steps/s at highest precision; "
            "all layers factorised −13 %; PyTorch reference loop 54–118 steps/s", []),
       Item("grid80", "mod-97 main grid at 80 % (Figures 3–8 c)",
            "decomposing any group at any rank generalises no later than the baseline; at 80 % the baseline also "
@@ -262,7 +262,7 @@ def pack(out):
 
 def main(argv=None):
   ap = argparse.ArgumentParser(prog="python -m dlgrok.reproduce", description=__doc__.splitlines()[0])
-  ap.add_argument("outdir")
+  ap.add_argument("outdir", nargs="?", help="output folder (not needed with --list)")
   ap.add_argument("--budget", type=float, default=60.0, help="minutes for everything (default 60)")
   ap.add_argument("--only", help="comma-separated items (see --list)")
   ap.add_argument("--list", action="store_true", help="list the items and exit")
@@ -280,6 +280,8 @@ def main(argv=None):
     for i in programme:
       print(f"{i.name:11s} {i.title}" + "".join(f"\n            {e}:{arg}" for _, e, arg in i.runs))
     return
+  if a.outdir is None:
+    ap.error("OUTDIR is required (the folder for results.md, results.tar.gz and reproduce.log)")
   installed = signals.install()  # the budget's SIGTERM stops a run cleanly (it saves); between runs it is cleared
   try:
     run_programme(a, programme, only)

@@ -16,6 +16,11 @@ def test_list_shows_the_items_in_priority_order(tmp_path, capsys):
   assert [l.split()[0] for l in lines if not l.startswith(" ")] == ITEMS
   assert "            mod97.py:all,f80,seeds=5,baseline=false" in lines  # the grid's last run
   assert not (tmp_path / "out").exists()
+  reproduce.main(["--list"])  # no OUTDIR needed to list
+  assert capsys.readouterr().out.splitlines() == lines
+  with pytest.raises(SystemExit) as e:
+    reproduce.main(["--budget", "5"])
+  assert e.value.code == 2 and "OUTDIR is required" in capsys.readouterr().err
 
 
 def test_one_tiny_item_and_what_does_not_fit(tmp_path, monkeypatch):
