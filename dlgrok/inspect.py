@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, loop, metrics
 
@@ -153,6 +154,7 @@ def main(argv=None):
   ap.add_argument("--rank", type=int, help="K for --export")
   ap.add_argument("--factors", action="store_true", help="write <workdir>/factors.npz for the App. C figures")
   a = ap.parse_args(argv)
+  absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's notices on opening checkpoints read-only
   if a.export and not a.rank:
     ap.error("--export needs --rank K")
   out, run = report(a.workdir, a.step, a.model)
