@@ -52,9 +52,9 @@ class Writer:
   def write(self, rows):
     with disk.writing(self.path):
       for i, row in enumerate(rows):
-        if i == 1:
-          signals.fault("write-metrics")
         self._f.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
+        if i == 0:
+          signals.fault("write-metrics")
       self._f.flush()
       os.fsync(self._f.fileno())
 

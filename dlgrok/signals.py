@@ -49,7 +49,7 @@ def continued():
 def fault(moment):
   """Test hook: with DLGROK_FAULT=MOMENT:N:SIGNAL (e.g. eval:2:SIGKILL) the run sends itself SIGNAL the N-th
   time it reaches MOMENT (start-up, chunk, target-chunk, eval, save, saved-0); SIGNAL ENOSPC raises a full disk's
-  OSError there instead (write-metrics: between two rows; write-checkpoint; write-checksums)."""
+  OSError there instead (write-metrics: after an evaluation's first row; write-checkpoint; write-checksums)."""
   spec = os.environ.get("DLGROK_FAULT")
   if not spec:
     return
