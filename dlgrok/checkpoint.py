@@ -5,9 +5,8 @@ The saved tree is {'step': int, 'config': uint8 array, 'cohorts': [{'params', 'o
 (checkpoints made before it existed lack it). Plain orbax (`StandardRestore`) reads it without dlgrok. When to save
 is orbax's save-decision policy: the evaluation steps, at most every `minutes` between them, and on preemption.
 <step>/sha256.json holds the SHA-256 of each file of the saved item (written before orbax commits the step);
-restoring checks them. Restoring
-never deletes: an unreadable checkpoint, or one failing its checksums, is moved to
-<workdir>/checkpoints-unreadable/ for a human to look at.
+restoring checks them. Restoring never deletes: an unreadable checkpoint, or one failing its checksums, is moved
+to <workdir>/checkpoints-unreadable/ for a human to look at.
 """
 import hashlib
 import json
