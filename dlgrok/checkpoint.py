@@ -1,10 +1,15 @@
 """orbax checkpoints of a run's whole multi-model state under <workdir>/checkpoints.
 
-The saved tree is {'step': int, 'cohorts': [{'params', 'opt', 'data_keys', 'train_idx'}, ...]} with a leading
-model axis in every array; plain orbax (`StandardRestore`) reads it without dlgrok. When to save is orbax's
-save-decision policy: the evaluation steps, at most every `minutes` between them, and on preemption. Restoring
-never deletes: an unreadable checkpoint is moved to <workdir>/checkpoints-unreadable/ for a human to look at.
+The saved tree is {'step': int, 'config': uint8 array, 'cohorts': [{'params', 'opt', 'data_keys', 'train_idx'},
+...]} with a leading model axis in every cohort array; 'config' is the JSON of the config fields that shape training
+(checkpoints made before it existed lack it). Plain orbax (`StandardRestore`) reads it without dlgrok. When to save
+is orbax's save-decision policy: the evaluation steps, at most every `minutes` between them, and on preemption.
+<step>/sha256.json holds the SHA-256 of each file of the saved item (written before orbax commits the step);
+restoring checks them. Restoring never deletes: an unreadable checkpoint, or one failing its checksums, is moved
+to <workdir>/checkpoints-unreadable/ for a human to look at.
 """
+import hashlib
+import json
 import os
 import shutil
 import warnings
@@ -15,6 +20,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from dlgrok import disk, signals
+
+SUMS = "sha256.json"
 
 
 class Mismatch(ValueError):
@@ -36,11 +45,13 @@ class Checkpointer:
     decisions = [policies.SpecificStepsPolicy(frozenset(save_steps)), policies.PreemptionCheckpointingPolicy()]
     if minutes is not None:
       decisions.append(policies.ContinuousCheckpointingPolicy(minimum_interval_secs=int(60 * minutes)))
-    options = ocp.CheckpointManagerOptions(preservation_policy=pp.LatestN(keep), cleanup_tmp_directories=True,
+    options = ocp.CheckpointManagerOptions(preservation_policy=pp.LatestN(keep),
+                                           cleanup_tmp_directories=not read_only,
                                            enable_async_checkpointing=True, read_only=read_only,
                                            create=not read_only,
-                                           save_decision_policy=policies.AnySavePolicy(decisions))
-    self.workdir, self.read_only = workdir, read_only
+                                           save_decision_policy=policies.AnySavePolicy(decisions),
+                                           async_options=ocp.AsyncOptions(post_finalization_callback=self._seal))
+    self.workdir, self.read_only, self.saving = workdir, read_only, None
     self.manager = ocp.CheckpointManager(directory(workdir), item_handlers=ocp.StandardCheckpointHandler(),
                                          options=options)
 
@@ -56,9 +67,24 @@ class Checkpointer:
     latest = self.manager.latest_step()
     if latest is not None and latest >= step:
       return False
+    self.wait()
     # A copy: the train loop donates the state's buffers to the next chunk while orbax may still read them.
     state = jax.tree_util.tree_map(jnp.copy, state)
-    return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    self.saving = step
+    with disk.writing(os.path.join(directory(self.workdir), str(step))):
+      signals.fault("write-checkpoint")
+      return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def _seal(self):
+    """Writes the checksums into the finished save's temporary directory, which orbax then renames to <step>:
+    a checkpoint has its checksums from the moment it exists."""
+    if jax.process_index() != 0:
+      return
+    tmp = [d for d in os.listdir(directory(self.workdir)) if d.startswith(f"{self.saving}.orbax-checkpoint-tmp")]
+    if len(tmp) != 1:
+      raise RuntimeError(f"checkpoint {self.saving}: expected one temporary directory, found {tmp}")
+    signals.fault("write-checksums")
+    write_sums(os.path.join(directory(self.workdir), tmp[0]))
 
   def restore(self, abstract_state, step=None):
     """(step, state) of `step`, or of the newest readable checkpoint; (None, None) when there is none.
@@ -68,6 +94,7 @@ class Checkpointer:
     steps = [step] if step is not None else self.steps()[::-1]
     for s in steps:
       try:
+        check_sums(os.path.join(directory(self.workdir), str(s)))
         meta = self.manager.item_metadata(s)
         tree = getattr(meta, "tree", meta)
         if tree is None:
@@ -75,11 +102,14 @@ class Checkpointer:
       except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back to the previous one
         self._unreadable(s, e, step)
         continue
-      why = mismatch(tree, abstract_state)
+      abstract = dict(abstract_state)
+      if "config" in tree:  # its length is the saved JSON's
+        abstract["config"] = jax.ShapeDtypeStruct(tuple(tree["config"].shape), np.uint8)
+      why = mismatch(tree, abstract)
       if why:
         raise Mismatch(f"checkpoint {directory(self.workdir)}/{s} does not fit this config: {why}")
       try:
-        return s, self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state))
+        return s, self.manager.restore(s, args=ocp.args.StandardRestore(abstract))
       except Exception as e:  # noqa: BLE001
         self._unreadable(s, e, step)
     return None, None
@@ -95,31 +125,45 @@ class Checkpointer:
                   "trying an older one")
 
   def wait(self):
-    self.manager.wait_until_finished()
+    with disk.writing(os.path.join(directory(self.workdir), str(self.saving))):
+      self.manager.wait_until_finished()
 
   def close(self):
     self.manager.close()
 
 
-def pack(step, states, arrays, sizes):
-  """What a checkpoint holds: the step, and per cohort params, optimiser state, data keys and splits of the real
-  models (padding models are left out, so that a run can resume on another number of devices)."""
+def pack(step, states, arrays, sizes, config=None):
+  """What a checkpoint holds: the step, the config fields that shape training (a dict, as JSON bytes), and per
+  cohort params, optimiser state, data keys and splits of the real models (padding models are left out, so that a
+  run can resume on another number of devices)."""
   cohorts = []
   for s, a, n in zip(states, arrays, sizes):
     c = {"params": s["params"], "opt": s["opt"], "data_keys": a["data_keys"], "train_idx": a["train_idx"]}
     cohorts.append(jax.tree_util.tree_map(lambda x, n=n: x[:n], c))
-  return {"step": step, "cohorts": cohorts}
+  out = {"step": step, "cohorts": cohorts}
+  if config is not None:
+    out["config"] = np.frombuffer(json.dumps(config, sort_keys=True).encode(), np.uint8)
+  return out
 
 
-def restore_into(ckpt, states, arrays, sizes, host, step=None):
+def restore_into(ckpt, states, arrays, sizes, host, step=None, config=None):
   """(step, per cohort {"params", "opt"}) of the newest readable checkpoint (or of `step`), padded with the
   padding models of `states`; (None, None) when there is none. `host(tree)` copies arrays to the host. Raises
-  Mismatch for a checkpoint of other shapes, seeds or data splits."""
+  Mismatch for a checkpoint of other shapes, seeds or data splits, or made with other values of `config`'s fields
+  (a dict; None: not compared)."""
   abstract = pack(0, states, arrays, sizes)
   abstract["cohorts"] = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), abstract["cohorts"])
   found, saved = ckpt.restore(abstract, step)
   if saved is None:
     return None, None
+  if config is not None and "config" in saved:
+    old = json.loads(np.asarray(saved["config"]).tobytes())
+    new = json.loads(json.dumps(config))
+    differ = [k for k in sorted(old) if old[k] != new.get(k)]
+    if differ:
+      raise Mismatch(f"checkpoint {directory(ckpt.workdir)}/{found} was made with another config ("
+                     + "; ".join(f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in differ)
+                     + "); give the config it was made with, or use a new --workdir")
   out = []
   for c, fresh, a, n in zip(saved["cohorts"], states, arrays, sizes):
     mine = host({"data_keys": a["data_keys"], "train_idx": a["train_idx"]})
@@ -154,3 +198,39 @@ def mismatch(saved, abstract):
     if shape != need:
       return f"{'/'.join(k)} has shape {shape} where this config needs {need}"
   return None
+
+
+def _sums(where):
+  """SHA-256 of every file in the item directories (the step directory's own files, orbax's step metadata and
+  commit marker, are written after the checksums)."""
+  out = {}
+  for root, _, files in os.walk(where):
+    for f in files if root != where else ():
+      with open(os.path.join(root, f), "rb") as fh:
+        out[os.path.relpath(os.path.join(root, f), where)] = hashlib.file_digest(fh, "sha256").hexdigest()
+  return out
+
+
+def write_sums(where):
+  """Writes <where>/sha256.json: every file's SHA-256 (made whole under another name, then renamed)."""
+  tmp = os.path.join(where, SUMS + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(_sums(where), f, indent=0, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, os.path.join(where, SUMS))
+
+
+def check_sums(where):
+  """Raises ValueError naming a file of checkpoint `where` that differs from its sha256.json, or a file added or
+  missing; a checkpoint without sha256.json (older, or killed before writing it) passes."""
+  p = os.path.join(where, SUMS)
+  if not os.path.exists(p):
+    return
+  with open(p) as f:
+    want = json.load(f)
+  have = _sums(where)
+  bad = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+  if bad:
+    raise ValueError(f"{os.path.join(where, bad[0])} does not match its checksum in {p}"
+                     + (f" ({len(bad) - 1} more files)" if len(bad) > 1 else ""))

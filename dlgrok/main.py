@@ -2,6 +2,7 @@
 
 --workdir defaults to runs/<experiment>-<argument>[-<overrides>]. Bad configs exit with status 2 and one line.
 """
+import logging as std_logging
 import os
 import re
 import shlex
@@ -15,13 +16,13 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from dlgrok import configs, decompose, metrics, train  # noqa: E402
+from dlgrok import configs, decompose, disk, metrics, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/<family>.py:<argument>", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<experiment>-<argument>)")
 _ALLOW = flags.DEFINE_bool("allow_config_change", False, "continue a workdir whose config.json differs")
 _DRY = flags.DEFINE_bool("dry_run", False, "check the config and data, print the plan and exit; writes nothing")
-EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+EXIT_CODES = {"SIGHUP": 129, "SIGINT": 130, "SIGTERM": 143}
 
 
 def default_workdir(config_arg, overrides):
@@ -49,6 +50,7 @@ def main(argv, config):
     sys.exit(2)
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO; --verbosity=0 brings it back
     logging.set_verbosity(logging.WARNING)
+  std_logging.getLogger("absl").addFilter(disk.Unlogged())
   maybe_initialize_distributed()
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
                                               config_flags.get_override_values(flags.FLAGS["config"]))
@@ -62,6 +64,9 @@ def main(argv, config):
   except (configs.ConfigError, decompose.DecomposeError, metrics.MetricsError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except disk.Full as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
   except train.Interrupted as e:
     again = " ".join(shlex.quote(a) for a in sys.argv[1:] if not a.startswith("--workdir"))
     where = (f"at step {e.step}; saved to {workdir}/checkpoints" if e.step is not None

@@ -5,7 +5,7 @@ import math
 import os
 import warnings
 
-from dlgrok import decompose
+from dlgrok import decompose, disk, signals
 
 WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
 
@@ -41,19 +41,26 @@ def path(workdir):
 
 
 class Writer:
-  """Appends rows to <workdir>/metrics.jsonl and flushes after every write."""
+  """Appends rows to <workdir>/metrics.jsonl and flushes after every write; a full disk raises disk.Full (a rerun
+  drops the part of a row written)."""
 
   def __init__(self, workdir):
-    self._f = open(path(workdir), "a")
+    self.path = path(workdir)
+    with disk.writing(self.path):
+      self._f = open(self.path, "a")
 
   def write(self, rows):
-    for row in rows:
-      self._f.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
-    self._f.flush()
-    os.fsync(self._f.fileno())
+    with disk.writing(self.path):
+      for i, row in enumerate(rows):
+        self._f.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
+        if i == 0:
+          signals.fault("write-metrics")
+      self._f.flush()
+      os.fsync(self._f.fileno())
 
   def close(self):
-    self._f.close()
+    with disk.writing(self.path):
+      self._f.close()
 
 
 def finite(value):
@@ -111,7 +118,7 @@ def truncate_from(workdir, step):
     return 0.0
   with open(p) as f:
     kept = [(line, row) for line, row in parse(f.readlines(), p) if row["step"] < step]
-  with open(p + ".tmp", "w") as f:  # then renamed: a kill mid-write leaves the old file whole
+  with disk.writing(p), open(p + ".tmp", "w") as f:  # then renamed: a kill mid-write leaves the old file whole
     f.writelines(line for line, _ in kept)
     f.flush()
     os.fsync(f.fileno())
@@ -123,7 +130,21 @@ def load_config(workdir):
   p = os.path.join(workdir, "config.json")
   try:
     with open(p) as f:
-      return json.load(f)
+      d = json.load(f)
   except json.JSONDecodeError as e:
     raise MetricsError(f"{p} is not valid JSON ({e}); restore it, or delete it to continue this run with the "
                        "config given") from None
+  if not isinstance(d, dict):
+    raise MetricsError(f"{p} holds {json.dumps(d)[:40]}, not a config (a JSON object); restore it, or delete it "
+                       "to continue this run with the config given")
+  return d
+
+
+def steps(workdir):
+  """The steps that have rows in <workdir>/metrics.jsonl (none if it does not exist); quiet about a truncated last
+  line (truncate_from warns when it drops it)."""
+  if not os.path.exists(path(workdir)):
+    return set()
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    return {row["step"] for row in read(workdir)}

@@ -1,13 +1,15 @@
-"""SIGTERM / SIGINT as a flag that the run checks between chunks, installed before the slow imports so that a
+"""SIGTERM / SIGINT / SIGHUP as a flag that the run checks between chunks, installed before the slow imports so that a
 signal during start-up is kept too; SIGCONT (the end of a SIGSTOP / Ctrl-Z pause) as a time, so that progress
 leaves the pause out of its rate; and DLGROK_FAULT, the tests' way to signal the run at a named moment."""
+import errno
 import os
 import signal
 import threading
 import time
 
 CONT = getattr(signal, "SIGCONT", None)  # absent on Windows
-CAUGHT = (signal.SIGTERM, signal.SIGINT) + ((CONT,) if CONT else ())
+HUP = getattr(signal, "SIGHUP", None)  # absent on Windows; a closed terminal or ssh session sends it
+CAUGHT = (signal.SIGTERM, signal.SIGINT) + tuple(s for s in (HUP, CONT) if s)
 _state = {"received": None, "old": None, "seen": {}, "continued": None}
 
 
@@ -19,8 +21,8 @@ def _handle(signum, frame):
 
 
 def install():
-  """Catches SIGTERM/SIGINT/SIGCONT from now on (main thread only: Python allows handlers only there); True if it
-  did."""
+  """Catches SIGTERM/SIGINT/SIGHUP/SIGCONT from now on (main thread only: Python allows handlers only there); True
+  if it did."""
   if _state["old"] is not None or threading.current_thread() is not threading.main_thread():
     return False
   _state["old"] = {sig: signal.signal(sig, _handle) for sig in CAUGHT}
@@ -34,7 +36,7 @@ def uninstall():
 
 
 def received():
-  """'SIGTERM' / 'SIGINT' once one arrived, else None."""
+  """'SIGTERM' / 'SIGINT' / 'SIGHUP' once one arrived, else None."""
   return _state["received"]
 
 
@@ -46,7 +48,8 @@ def continued():
 
 def fault(moment):
   """Test hook: with DLGROK_FAULT=MOMENT:N:SIGNAL (e.g. eval:2:SIGKILL) the run sends itself SIGNAL the N-th
-  time it reaches MOMENT (start-up, chunk, target-chunk, eval, save, saved-0)."""
+  time it reaches MOMENT (start-up, chunk, target-chunk, eval, save, saved-0); SIGNAL ENOSPC raises a full disk's
+  OSError there instead (write-metrics: after an evaluation's first row; write-checkpoint; write-checksums)."""
   spec = os.environ.get("DLGROK_FAULT")
   if not spec:
     return
@@ -55,6 +58,8 @@ def fault(moment):
     return
   _state["seen"][moment] = _state["seen"].get(moment, 0) + 1
   if _state["seen"][moment] == int(n):
+    if sig == "ENOSPC":
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     os.kill(os.getpid(), getattr(signal, sig))
 
 

@@ -8,13 +8,15 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 
-from dlgrok import checkpoint, cohorts, configs, loop, memory, metrics, signals
+from dlgrok import checkpoint, cohorts, configs, disk, lock, loop, memory, metrics, signals
 from dlgrok import progress as progress_lib
 
 
 class Interrupted(Exception):
-  """SIGTERM/SIGINT (or a preemption notice) arrived; the state at `step` is in a checkpoint (step None: it
+  """SIGTERM/SIGINT/SIGHUP (or a preemption notice) arrived; the state at `step` is in a checkpoint (step None: it
   arrived during start-up, before any training)."""
 
   def __init__(self, signal_name, step=None):
@@ -87,10 +89,36 @@ def as_json(config):
   return d
 
 
+def check_steps(config, workdir):
+  """Refuses a `steps` below the last step with rows in the workdir: a run never deletes rows to go back."""
+  reached = max(metrics.steps(workdir), default=0)
+  if config.steps < reached:
+    raise configs.ConfigError(f"steps={config.steps:g} is below step {reached}, which {workdir} already reached; "
+                              f"continue it with steps >= {reached}, or use a new --workdir")
+
+
+def training_fields(config):
+  """The config fields a checkpoint records: those that shape the models, their data or their training."""
+  return {k: v for k, v in json.loads(json.dumps(config.to_dict())).items()
+          if k not in ALLOWED_CHANGES + IGNORED_ON_RESUME}
+
+
 def write_config(config, workdir):
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
+  p = os.path.join(workdir, "config.json")
+  with disk.writing(p), open(p + ".tmp", "w") as f:  # then renamed: config.json is whole or the old one
     json.dump(as_json(config), f, indent=2, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(p + ".tmp", p)
+
+
+def shared(values):
+  """Process 0's list of ints on every process."""
+  if jax.process_count() == 1:
+    return list(values)
+  n = int(multihost_utils.broadcast_one_to_all(np.int64(len(values))))
+  mine = np.asarray(values if jax.process_index() == 0 else [0] * n, np.int64).reshape(n)
+  return [int(v) for v in multihost_utils.broadcast_one_to_all(mine)]
 
 
 def check_memory(cohort, fns, state, arrays, data, placement):
@@ -115,12 +143,13 @@ def prepare(config, workdir, allow_config_change=False):
   check_writable(workdir)
   plan = cohorts.resolve(config)
   check_workdir(plan.config, workdir, allow_config_change)
+  check_steps(plan.config, workdir)
   return plan
 
 
 def run(config, workdir, allow_config_change=False):
   """Trains every cohort of `config` in `workdir` (config.json, metrics.jsonl, checkpoints/), resuming from the
-  newest checkpoint there; returns (plan, states). Raises Interrupted after saving on SIGTERM/SIGINT."""
+  newest checkpoint there; returns (plan, states). Raises Interrupted after saving on SIGTERM/SIGINT/SIGHUP."""
   installed = signals.install()  # first: a signal during start-up is kept, and ends the run before training
   try:
     return _run(config, workdir, allow_config_change)
@@ -131,9 +160,20 @@ def run(config, workdir, allow_config_change=False):
 
 def _run(config, workdir, allow_config_change):
   signals.fault("start-up")
+  check_writable(workdir)
+  primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl, and holds the lock
+  with disk.writing(lock.path(workdir)):
+    held = lock.acquire(workdir) if primary else None
+  try:
+    return _locked(config, workdir, allow_config_change, primary)
+  finally:
+    if held:
+      lock.release(workdir, held)
+
+
+def _locked(config, workdir, allow_config_change, primary):
   plan = prepare(config, workdir, allow_config_change)
   c = plan.config
-  primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl
   print(describe(plan), flush=True)
   with jax.default_matmul_precision(c.matmul_precision):
     places, data, arrays, fns = loop.build(plan)
@@ -142,17 +182,24 @@ def _run(config, workdir, allow_config_change):
       check_memory(k, f, s, a, data, p)  # before anything is written
   if signals.received():
     raise Interrupted(signals.received())
-  if primary:
-    write_config(c, workdir)
-  ckpt = checkpoint.Checkpointer(workdir, save_steps=plan.eval_steps, minutes=c.checkpoint_minutes)
-  sizes = [p.size for p in places]
+  # steps that already have rows are evaluated again if they come after the restored checkpoint, even where the
+  # schedule has changed (--allow_config_change), so that resuming never loses a row
+  written = shared(sorted(s for s in metrics.steps(workdir) if s <= plan.steps) if primary else [])
+  ckpt = checkpoint.Checkpointer(workdir, save_steps=sorted(set(plan.eval_steps) | set(written)),
+                                 minutes=c.checkpoint_minutes)
+  sizes, record = [p.size for p in places], training_fields(c)
   writer = metrics.NullWriter()
   try:
     with jax.default_matmul_precision(c.matmul_precision):
       try:
-        step, saved = checkpoint.restore_into(ckpt, fresh, arrays, sizes, loop.gather)
+        step, saved = checkpoint.restore_into(ckpt, fresh, arrays, sizes, loop.gather, config=record)
       except checkpoint.Mismatch as e:
         raise configs.ConfigError(str(e)) from None
+      if step is not None and step > plan.steps:
+        raise configs.ConfigError(f"steps={plan.steps} is below step {step}, which {workdir} already reached; "
+                                  f"continue it with steps >= {step}, or use a new --workdir")
+      if primary:
+        write_config(c, workdir)
       states = fresh
       if step is not None:
         print(f"resumed from the checkpoint at step {step}", flush=True)
@@ -161,21 +208,22 @@ def _run(config, workdir, allow_config_change):
       if signals.received():
         raise Interrupted(signals.received(), step)
       step = step or 0
+      targets = sorted(set(plan.eval_steps) | {s for s in written if s >= step})
       wall0 = 0.0
       if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
         wall0 = metrics.truncate_from(workdir, step)
         writer = metrics.Writer(workdir)
-      progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, plan.eval_steps)
+      progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, targets)
 
       def save(force=False):
         if force or ckpt.due(step):
-          ckpt.save(step, checkpoint.pack(step, states, arrays, sizes))
+          ckpt.save(step, checkpoint.pack(step, states, arrays, sizes, record))
           signals.fault("save")
           if step == 0:
             ckpt.wait()
             signals.fault("saved-0")
 
-      for target in plan.eval_steps:
+      for target in targets:
         if target < step:
           continue
         while step < target:
@@ -204,8 +252,15 @@ def _run(config, workdir, allow_config_change):
         save()
         if signals.received():
           raise Interrupted(signals.received(), step)
-  finally:
-    writer.close()
-    ckpt.wait()
-    ckpt.close()
+  except BaseException as e:
+    for finish in (writer.close, ckpt.wait, ckpt.close):  # without hiding `e`, unless the disk is full
+      try:
+        finish()
+      except Exception as later:  # noqa: BLE001
+        if disk.is_full(later) and not isinstance(e, disk.Full):
+          raise later from e
+    raise
+  writer.close()
+  ckpt.wait()
+  ckpt.close()
   return plan, states

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -156,3 +157,75 @@ def test_changed_config_is_refused(tmp_path):
   with pytest.raises(configs.ConfigError, match=r"another config \(lr: 0.001 -> 0.01; steps: 5 -> 6\)"):
     train.run(tiny_config(steps=6.0, lr=0.01, eval_points=2, baseline=False, group="out", ranks="r3"),
               str(tmp_path))
+
+
+def test_a_steps_change_keeps_every_row(tmp_path):
+  """Rows already written stay: a smaller `steps` than reached is refused, and a resumed run evaluates again the
+  steps after its checkpoint that have rows, whatever the new schedule (the issue's run lost them)."""
+  wd, ckdir = str(tmp_path), checkpoint.directory(str(tmp_path))
+  cfg = lambda **k: tiny_config(group="tok", ranks="r4", baseline=False, **k)  # noqa: E731
+  train.run(cfg(), wd)  # evaluated at 0, 1, 4, 15, 60
+  before = stripped_lines(wd)
+  snapshot = {p: open(p, "rb").read() for p in (metrics.path(wd), os.path.join(wd, "config.json"))}
+  with pytest.raises(configs.ConfigError) as e:
+    train.run(cfg(steps=30.0), wd, allow_config_change=True)
+  assert str(e.value) == (f"steps=30 is below step 60, which {wd} already reached; continue it with steps >= 60, "
+                          "or use a new --workdir")
+  assert {p: open(p, "rb").read() for p in snapshot} == snapshot
+  shutil.rmtree(os.path.join(ckdir, "60"))  # resumes from 15: 15 and 60 are not in the new schedule, 24 is
+  train.run(cfg(steps=120.0), wd, allow_config_change=True)
+  after = stripped_lines(wd)
+  assert [json.loads(r)["step"] for r in after] == [s for s in (0, 1, 4, 15, 24, 60, 120) for _ in range(2)]
+  assert [r for r in after if json.loads(r)["step"] not in (24, 120)] == before
+  assert metrics.load_config(wd)["steps"] == 120
+
+
+def test_the_checkpoint_records_its_config(tmp_path):
+  wd, ckdir = str(tmp_path), checkpoint.directory(str(tmp_path))
+  cfg = lambda **k: tiny_config(group="tok", ranks="r4", baseline=False, steps=5.0, **k)  # noqa: E731
+  train.run(cfg(), wd)
+  os.remove(os.path.join(wd, "config.json"))
+  rows = open(metrics.path(wd), "rb").read()
+  with pytest.raises(configs.ConfigError) as e:
+    train.run(cfg(lr=0.003), wd)
+  assert str(e.value) == (f"checkpoint {ckdir}/5 was made with another config (lr: 0.001 -> 0.003); give the "
+                          "config it was made with, or use a new --workdir")
+  assert sorted(os.listdir(wd)) == ["checkpoints", "metrics.jsonl"] and open(metrics.path(wd), "rb").read() == rows
+  with ocp.CheckpointManager(ckdir) as mngr:  # plain orbax reads it
+    recorded = json.loads(mngr.restore(5, args=ocp.args.StandardRestore())["config"].tobytes())
+  assert recorded["lr"] == 0.001 and recorded["seeds"] == 2 and "steps" not in recorded
+  with open(os.path.join(wd, "config.json"), "w") as f:
+    f.write("[]")
+  with pytest.raises(metrics.MetricsError) as e:
+    train.run(cfg(), wd)
+  assert str(e.value) == (f"{wd}/config.json holds [], not a config (a JSON object); restore it, or delete it to "
+                          "continue this run with the config given")
+  assert open(os.path.join(wd, "config.json")).read() == "[]"
+
+
+def test_a_checkpoint_failing_its_checksums_is_moved_aside(tmp_path, capsys):
+  wd, ckdir = str(tmp_path), checkpoint.directory(str(tmp_path))
+  cfg = tiny_config(group="tok", ranks="r4", baseline=False)
+  train.run(cfg, wd)
+  before, (_, params) = stripped_lines(wd), final_params(wd)
+  files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(ckdir, "60")) for f in fs]
+  largest = max(files, key=os.path.getsize)
+  with open(largest, "r+b") as f:
+    f.seek(os.path.getsize(largest) // 2)
+    flipped = bytes(b ^ 0xFF for b in f.read(4))
+    f.seek(-4, 1)
+    f.write(flipped)
+  with pytest.warns(UserWarning, match=rf"checkpoint at step 60 is unreadable \(ValueError: {re.escape(largest)} "
+                                       r"does not match its checksum in .*; moved to .*checkpoints-unreadable/60"):
+    train.run(cfg, wd)
+  assert "resumed from the checkpoint at step 15" in capsys.readouterr().out
+  kept = largest.replace(ckdir, checkpoint.unreadable_directory(wd))
+  with open(kept, "rb") as f:
+    f.seek(os.path.getsize(kept) // 2)
+    assert f.read(4) == flipped  # moved aside as it was
+  assert stripped_lines(wd) == before
+  step, again = final_params(wd)
+  flat, flat_again = ocp.tree.to_flat_dict(params), ocp.tree.to_flat_dict(again)
+  assert step == 60 and flat.keys() == flat_again.keys()
+  for k in flat:
+    assert np.array_equal(np.asarray(flat[k]), np.asarray(flat_again[k])), k

@@ -1,10 +1,13 @@
 import json
+import os
+import shutil
+import warnings
 
 import numpy as np
 import pytest
 
 from conftest import experiment, tiny_config
-from dlgrok import cohorts, decompose, inspect, train
+from dlgrok import checkpoint, cohorts, decompose, inspect, lock, metrics, plot, train
 
 
 def test_inspect_counts_and_export(tmp_path, capsys):
@@ -79,3 +82,27 @@ def test_inspect_reports_tables_1_and_2_on_the_paper_model(tmp_path):
   assert [p["trained"] for p in pos] == [690, 690] and [p["dense"] for p in pos] == [640] * 2
   total = out["details"][1]["total"]
   assert total["trained"] == total["dense"] - 12672 - 640 + 32274 + 690
+
+
+def test_inspect_and_plot_read_a_workdir_in_use_and_write_nothing(tmp_path):
+  """A run in progress: its lock held, a save in flight (orbax's temporary directory), half a row written."""
+  wd = str(tmp_path / "run")
+  train.run(tiny_config(group="tok", ranks="r2", baseline=False, seeds=1, steps=15.0), wd)
+  held = lock.acquire(wd)
+  ckdir = checkpoint.directory(wd)
+  shutil.copytree(os.path.join(ckdir, "15"), os.path.join(ckdir, "20.orbax-checkpoint-tmp-1"))
+  with open(metrics.path(wd), "a") as f:
+    f.write('{"step": 20, "model": 0, "te')
+
+  def snapshot():
+    return {os.path.join(r, f): open(os.path.join(r, f), "rb").read() for r, _, fs in os.walk(wd) for f in fs}
+
+  before = snapshot()
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the half row is dropped with a warning
+    out, _ = inspect.report(wd)
+    rows = plot.load([wd])
+  assert out["step"] == 15 and out["steps"] == [2, 6, 15]
+  assert sorted({r["step"] for r in rows}) == [0, 1, 2, 6, 15]
+  assert snapshot() == before
+  lock.release(wd, held)

@@ -1,12 +1,15 @@
-"""Interruption at any moment, through the CLI: SIGTERM or SIGKILL, then the same command again, gives the
-metrics (less wall-clock fields) and final parameters of an uninterrupted run, bit for bit.
+"""Interruption at any moment, through the CLI: SIGTERM, SIGHUP or SIGKILL, or a full disk, then the same command
+again, gives the metrics (less wall-clock fields) and final parameters of an uninterrupted run, bit for bit; so does
+a run beside which a second one was started on the same workdir (that one exits at once).
 
 The named moments are reached with DLGROK_FAULT=MOMENT:N:SIGNAL (the run signals itself the N-th time it gets
 there); the randomised ones signal the run from outside after a random delay.
 """
 import os
 import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,11 +71,13 @@ def interrupted_then_resumed(workdir, fault, reference):
   if sig == "SIGKILL":
     assert first.returncode == -signal.SIGKILL, first.stderr
   else:
-    assert first.returncode == 143, first.stderr
-    assert "interrupted by SIGTERM" in first.stderr and "resume with: python -m dlgrok.main" in first.stderr
+    assert first.returncode == {"SIGTERM": 143, "SIGHUP": 129}[sig], first.stderr
+    assert f"interrupted by {sig}" in first.stderr and "resume with: python -m dlgrok.main" in first.stderr
     assert "Traceback" not in first.stderr
   again = cli(workdir)
   assert again.returncode == 0, again.stderr
+  took_over = f"taking over the lock of a run that no longer runs (pid "  # a killed run leaves its lock behind
+  assert (took_over in again.stderr) == (sig == "SIGKILL" and not fault.startswith("start-up")), again.stderr
   same_as_reference(workdir, reference)
   return first, again
 
@@ -81,9 +86,9 @@ def interrupted_then_resumed(workdir, fault, reference):
 # during a save (an asynchronous save in flight); right after the step-0 checkpoint is complete
 MOMENTS = [("start-up", 1), ("chunk", 3), ("target-chunk", 4), ("eval", 3), ("save", 2), ("saved-0", 1)]
 DEFAULT = {("target-chunk", 4, "SIGTERM"), ("saved-0", 1, "SIGKILL"), ("save", 2, "SIGKILL"),
-           ("eval", 3, "SIGTERM")}
+           ("eval", 3, "SIGTERM"), ("chunk", 3, "SIGHUP")}
 CASES = [pytest.param(m, n, s, marks=() if (m, n, s) in DEFAULT else pytest.mark.slow, id=f"{m}:{n}:{s}")
-         for m, n in MOMENTS for s in ("SIGTERM", "SIGKILL")]
+         for m, n in MOMENTS for s in ("SIGTERM", "SIGKILL", "SIGHUP")]
 
 
 @pytest.mark.parametrize("moment,n,sig", CASES)
@@ -113,4 +118,43 @@ def test_interrupted_at_a_random_moment_resumes_identically(tmp_path, reference,
   assert "Traceback" not in err
   again = cli(wd)
   assert again.returncode == 0, again.stderr
+  same_as_reference(wd, reference)
+
+
+@pytest.mark.parametrize("moment,n,where", [
+    ("write-metrics", 3, "metrics.jsonl"),  # the third evaluation's rows, after the first of them
+    ("write-checksums", 2, f"checkpoints/{EVAL[1]}"),  # in orbax's thread, before the checkpoint is committed
+    pytest.param("write-checkpoint", 2, f"checkpoints/{EVAL[1]}", marks=pytest.mark.slow)])
+def test_a_full_disk_ends_with_one_line_and_loses_nothing(tmp_path, reference, moment, n, where):
+  wd = str(tmp_path)
+  first = cli(wd, f"{moment}:{n}:ENOSPC")
+  assert first.returncode == 1, first.stderr
+  assert first.stderr == f"error: disk full writing {os.path.join(wd, where)}: free space and rerun to resume\n"
+  assert "Traceback" not in first.stderr and not os.path.exists(os.path.join(wd, "lock"))
+  again = cli(wd)
+  assert again.returncode == 0, again.stderr
+  same_as_reference(wd, reference)
+
+
+def test_a_second_run_on_a_workdir_in_use_exits_2_at_once(tmp_path, reference):
+  """Two runs started together: one trains, the other exits; so does a third started after the first row."""
+  wd = str(tmp_path)
+  runs = [subprocess.Popen(CMD + [f"--workdir={wd}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True) for _ in range(2)]
+  while all(r.poll() is None for r in runs):
+    time.sleep(0.05)
+  loser, winner = sorted(runs, key=lambda r: r.poll() is None)
+  busy = (rf"error: {re.escape(wd)} is in use by another run \(pid {winner.pid} on host "
+          rf"{re.escape(socket.gethostname())}, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\); wait for it to end or "
+          rf"stop it, or use another --workdir \(if no run uses it, delete {re.escape(wd)}/lock\)\n")
+  out, err = loser.communicate()
+  assert loser.returncode == 2 and re.fullmatch(busy, err), err
+  assert "models in" not in out  # before loading anything
+  while not (os.path.exists(metrics.path(wd)) and os.path.getsize(metrics.path(wd))):
+    time.sleep(0.05)
+  late = cli(wd)
+  assert late.returncode == 2 and re.fullmatch(busy, late.stderr), late.stderr
+  _, err = winner.communicate(timeout=600)
+  assert winner.returncode == 0, err
+  assert not os.path.exists(os.path.join(wd, "lock"))
   same_as_reference(wd, reference)
