@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The paper's mod-97 grid at 80 % data (Figures 3-8 c) on one machine, 3 seeds, 1e4 steps: the baseline, then
 # each layer group at its five ranks, one run after another. Rerun it to continue: each run resumes from its
-# newest checkpoint, and a finished one returns at once.
-#   bash launch/grid80_cpu.sh [ROOT]      # workdirs ROOT/grid80/<group>_f80 (default ROOT: runs)
+# newest checkpoint, and a finished one returns at once. Flags after ROOT go to every run (e.g. --dry_run).
+#   bash launch/grid80_cpu.sh [ROOT [FLAGS...]]      # workdirs ROOT/grid80/<group>_f80 (default ROOT: runs)
 set -euo pipefail
 root=${1:-runs}
-python -m dlgrok.main --config=experiments/mod97.py:none,f80,seeds=3 --workdir="$root/grid80/none_f80"
+shift || true
+python -m dlgrok.main --config=experiments/mod97.py:none,f80,seeds=3 --workdir="$root/grid80/none_f80" "$@"
 for g in attn ffn all out tok pos; do
-  python -m dlgrok.main --config="experiments/mod97.py:$g,f80,seeds=3,baseline=false" --workdir="$root/grid80/${g}_f80"
+  python -m dlgrok.main --config="experiments/mod97.py:$g,f80,seeds=3,baseline=false" --workdir="$root/grid80/${g}_f80" "$@"
 done
