@@ -11,10 +11,10 @@ examples, stable ranks, metrics rows written to a temporary metrics.jsonl). "tra
 "eval s" one evaluation point of all M models, "eval ÷ train step" its cost per model in train steps (its FLOPs:
 9312 / (3 x 512) = 6.1); "eval share" is evaluation's part of the wall time of the paper's 80 / 65 / 50 % runs
 (1e4 / 1e5 / 1e6 steps, each with its default schedule) at the row's rates. The notes project the 80 % grid's
-wall time on this machine. bare rows are the yardstick of DESIGN §9: the same Transformer, vmapped AdamW steps on
-random batches in a fori_loop, nothing else. On a GPU or TPU each row runs in a fresh process, so its peak memory
-is its own; "XLA est." is the compiled chunk's or evaluation's argument + output + temporary bytes (the larger),
-known before anything runs.
+wall time on this machine. bare rows are the yardstick of docs/design.md §7: the same Transformer, vmapped AdamW
+steps on random batches in a fori_loop, nothing else. On a GPU or TPU each row runs in a fresh process, so its
+peak memory is its own; "XLA est." is the compiled chunk's or evaluation's argument + output + temporary bytes
+(the larger), known before anything runs.
 """
 import argparse
 import datetime
@@ -107,7 +107,8 @@ def measure_dlgrok(spec, overrides):
 
 
 def bare_loop(config, n_models):
-  """DESIGN §9's yardstick: (state, jitted chunk(state, n)) for vmapped AdamW on random batches; nothing else."""
+  """docs/design.md §7's yardstick: (state, jitted chunk(state, n)) for vmapped AdamW on random batches; nothing
+  else."""
   x, y = (jnp.asarray(a) for a in algorithmic.make(config.op, config.p))
   model = transformer.Transformer(vocab=algorithmic.vocab_size(config.p), width=config.width, heads=config.heads,
                                   layers=config.layers)
