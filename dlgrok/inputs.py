@@ -78,8 +78,9 @@ def run_config(workdir):
   return read_config(p)
 
 
-def read_config(p):
-  """config.json as a dict; InputError for a directory, unreadable bytes or JSON that is not an object."""
+def read_config(p, need="task"):
+  """config.json as a dict; InputError for a directory, unreadable bytes, or JSON that is not an object with the
+  field `need`."""
   if os.path.isdir(p):
     raise InputError(f"{p} is a directory, not a file; move it away (a run writes its config there)")
   try:
@@ -90,8 +91,8 @@ def read_config(p):
                      "writes a new one where there is none)") from None
   except OSError as e:
     raise InputError(f"{p} cannot be read ({e.strerror})") from None
-  if not isinstance(d, dict) or "task" not in d:
-    raise InputError(f"{p} is JSON but not a dlgrok config (no task field); restore it or give another workdir")
+  if not isinstance(d, dict) or need not in d:
+    raise InputError(f"{p} is JSON but not a dlgrok config (no {need} field); restore it or give another workdir")
   return d
 
 

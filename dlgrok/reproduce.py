@@ -280,12 +280,25 @@ def main(argv=None):
     for i in programme:
       print(f"{i.name:11s} {i.title}" + "".join(f"\n            {e}:{arg}" for _, e, arg in i.runs))
     return
+  check(a)
   installed = signals.install()  # the budget's SIGTERM stops a run cleanly (it saves); between runs it is cleared
   try:
     run_programme(a, programme, only)
   finally:
     if installed:
       signals.uninstall()
+
+
+def check(a):
+  """Refuses bad arguments before the warm-up: the budget, the output and workdir paths, --peer, the backend."""
+  from dlgrok import inputs
+  if not 0 < a.budget < float("inf"):
+    raise inputs.InputError(f"--budget {a.budget:g}: give the minutes for everything, a number > 0")
+  inputs.check_output(a.outdir, "OUTDIR", directory=True)
+  inputs.check_output(a.workdirs, "--workdirs", directory=True)
+  if a.peer and not os.path.isdir(a.peer):
+    raise inputs.InputError(f"--peer {a.peer!r} is not a directory; give a danielmamay/grokking checkout")
+  inputs.check_backend()
 
 
 def run_programme(a, programme, only):
@@ -323,4 +336,5 @@ def run_programme(a, programme, only):
 
 
 if __name__ == "__main__":
-  main()
+  from dlgrok import inputs
+  inputs.cli(main)
