@@ -231,7 +231,8 @@ def plan_cohorts(config, task, data):
   for (name, kind_words, kind_variants, form, per_token, max_ranks), remedy in arms:
     shapes = factorised_shapes(task, config, data, kind_variants, max_ranks, form)
     wds = config.decays if "decay" in remedy.split("+") else config.weight_decays
-    models = tuple(ModelSpec(s, label, pct, ranks, wd, decompose.count_params(shapes, ranks, form)[1], f, n_tr, hp)
+    counts = {label: decompose.count_params(shapes, ranks, form)[1] for label, _, ranks in per_token}
+    models = tuple(ModelSpec(s, label, pct, ranks, wd, counts[label], f, n_tr, hp)
                    for label, pct, ranks in per_token for hp in remedy_grid(config, remedy) for wd in wds
                    for f, n_tr in fracs for s in range(config.seed, config.seed + config.seeds))
     cohort_name = name if remedy == "none" else f"{name}+{remedy}"
