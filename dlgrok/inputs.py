@@ -1,5 +1,6 @@
 """Checks of what a user hands the command lines (paths, workdirs, the JAX backend) and the one-line error that
 every entry point prints for them: `error: ...` on stderr, exit status 2, no traceback, nothing written."""
+import argparse
 import json
 import os
 import sys
@@ -27,6 +28,13 @@ def cli(main):
   except ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1 if isinstance(e, NothingYet) else 2)
+
+
+class Parser(argparse.ArgumentParser):
+  """argparse with its errors as InputError: one line (no usage block), exit status 2 through cli()."""
+
+  def error(self, message):
+    raise InputError(f"{message}; see {self.prog} --help")
 
 
 def short(text, n=60):

@@ -6,7 +6,6 @@ rank, orthogonality of U and Vt and the off-diagonal mass of S (App. C); whole-m
 ratios. --export writes model I as a dense parameter tree, every factorised layer SVD-compressed to rank K;
 --factors writes <workdir>/factors.npz, from which `python -m dlgrok.plot` draws the App. C figures.
 """
-import argparse
 import dataclasses
 import json
 import os
@@ -166,7 +165,7 @@ def export(run, index, k, path):
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.inspect", description=__doc__.split("\n")[0])
+  ap = inputs.Parser(prog="python -m dlgrok.inspect", description=__doc__.split("\n")[0])
   ap.add_argument("workdir")
   ap.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
   ap.add_argument("--model", type=int, help="global model index (default: all)")
@@ -175,10 +174,10 @@ def main(argv=None):
   ap.add_argument("--rank", type=int, help="K for --export")
   ap.add_argument("--factors", action="store_true", help="write <workdir>/factors.npz for the App. C figures")
   a = ap.parse_args(argv)
-  if a.export and not a.rank:
-    ap.error("--export needs --rank K")
   if a.rank is not None and a.rank < 1:
     ap.error(f"--rank {a.rank}: must be >= 1")
+  if a.export and not a.rank:
+    ap.error("--export needs --rank K")
   if a.export:
     inputs.check_output(a.export, "--export", directory=True)  # orbax writes a directory there
   if a.factors and os.path.isdir(a.workdir):

@@ -114,9 +114,10 @@ def abstract(tree):
 
 
 def estimate(plan):
-  """(bytes per device, models per device) that training `plan` needs at its peak, from shapes before anything
-  is built: every cohort's state (parameters, optimiser state) and per-model arrays, the data, and the largest
-  transient of a cohort's train step or evaluation (its activations, for the models of one pass)."""
+  """(bytes per device at the peak, bytes held throughout, models per device) of training `plan`, from shapes
+  before anything is built. Held: every cohort's state (parameters, optimiser state) and per-model arrays, and
+  the data; the peak adds the largest transient of a cohort's train step or evaluation (its activations, for
+  the models of one pass, unfused: an upper bound)."""
   d = plan.data
   data = abstract({"x": d.x, "y": d.y, **({"stream": d.stream} if d.stream is not None else {})})
   data_bytes = nbytes(data)
@@ -133,19 +134,22 @@ def estimate(plan):
     held += state_bytes
     transient = max(transient, peak(step) - state_bytes - data_bytes,
                     peak(ev) - params_bytes - data_bytes)
-  per_device = data_bytes + (held + transient) / devices
-  return int(per_device), -(-models // devices)
+  return int(data_bytes + (held + transient) / devices), int(data_bytes + held / devices), -(-models // devices)
 
 
 def check(plan, limit=None):
-  """Refuses (ConfigError) a plan whose estimate exceeds HEADROOM of the device's memory (`limit`, default
-  available()), naming both numbers and how many models would fit."""
+  """Refuses (ConfigError) a plan whose estimate exceeds HEADROOM of the memory (`limit`, default available()),
+  naming both numbers and how many models would fit. Where the accelerator reports its limit, only the bytes held
+  throughout count here: train.check_memory then refuses on XLA's own estimate of the compiled programs, which
+  knows their fusion."""
+  accelerator = bool(device_memory()[1])
   limit = limit or available()
   if not limit:
     return
-  est, models = estimate(plan)
+  peak_bytes, held, models = estimate(plan)
+  est = held if accelerator else peak_bytes
   if est > HEADROOM * limit:
-    where = "the machine's available memory" if not device_memory()[1] else "the device's memory"
+    where = "the device's memory" if accelerator else "the machine's available memory"
     fit = models_that_fit(models, est, limit)
     raise configs.ConfigError(
         f"{plan.n_models} models need about {gib(est)} per device (estimated from their shapes) but "

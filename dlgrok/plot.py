@@ -6,7 +6,6 @@ U^T U, Vt Vt^T, log10|S| and spectra of the factorised layers after training (16
 marked, not shown as results: gaps in curves, "(k diverged)" in legends, "div." or "*" in grids, counts in tables.
 --compare / --phase (lab_plots): remedies compared arm by arm; rank x training-fraction phase diagrams.
 """
-import argparse
 import os
 
 import matplotlib
@@ -387,7 +386,7 @@ def figures(rows, workdirs):
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.plot", description=__doc__.splitlines()[0])
+  ap = inputs.Parser(prog="python -m dlgrok.plot", description=__doc__.splitlines()[0])
   ap.add_argument("workdirs", nargs="+", help="run directories holding config.json and metrics.jsonl")
   ap.add_argument("--out", help="output folder (default: <first workdir>/plots)")
   ap.add_argument("--pdf", action="store_true", help="also write PDF")

@@ -9,7 +9,6 @@ results.md (device, versions, precision, date; per item: commands, wall time, nu
 reproduce.log and results.tar.gz (per item: metrics.jsonl.gz, config.json, figures, tables). --tiny runs every
 item at toy size (a CPU does it in minutes). Training workdirs (checkpoints) go to --workdirs (runs/reproduce).
 """
-import argparse
 import dataclasses
 import datetime
 import gzip
@@ -261,7 +260,8 @@ def pack(out):
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.reproduce", description=__doc__.splitlines()[0])
+  from dlgrok import inputs
+  ap = inputs.Parser(prog="python -m dlgrok.reproduce", description=__doc__.splitlines()[0])
   ap.add_argument("outdir")
   ap.add_argument("--budget", type=float, default=60.0, help="minutes for everything (default 60)")
   ap.add_argument("--only", help="comma-separated items (see --list)")

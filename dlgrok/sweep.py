@@ -8,7 +8,6 @@ One job per (group, fraction) with baseline=false, plus one baseline job per fra
 once; inside a job every rank and seed stays one vmapped cohort. The paper's main grid (baseline + 6 groups x
 5 ranks = 31 configurations, x 3 fractions) is 21 jobs.
 """
-import argparse
 import json
 import os
 import shlex
@@ -94,7 +93,7 @@ esac
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.sweep", description=__doc__.split("\n")[0])
+  ap = inputs.Parser(prog="python -m dlgrok.sweep", description=__doc__.split("\n")[0])
   ap.add_argument("experiment", help="experiments/<family>.py")
   ap.add_argument("--groups", default=PAPER_GROUPS)
   ap.add_argument("--fracs", default="50,65,80")
