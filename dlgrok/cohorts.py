@@ -2,6 +2,7 @@
 models (models sharing one parameter-tree structure, e.g. every `ffn` model of any rank and seed) with their
 per-model seeds, integer layer ranks, weight decays and parameter counts. Nothing is trained here.
 """
+import contextlib
 import dataclasses
 import math
 
@@ -94,14 +95,19 @@ def resolve(config):
   """Validates `config`, loads the data once and plans the cohorts; ConfigError before any work."""
   task = tasks.get(config.task)
   configs.check_common(config)
-  task.check(config)
+  if config.devices > jax.device_count():
+    raise configs.ConfigError(f"devices={config.devices}: this machine has {jax.device_count()} "
+                              f"{jax.devices()[0].platform} device(s); use devices=0 (all) or fewer")
+  with foreign_task(config):
+    task.check(config)
   for w in configs.split_tokens(config.group):
     if w not in task.words():
       raise configs.ConfigError(f"unknown group {w!r}; allowed: {', '.join(task.words())}")
   config = config.copy_and_resolve_references()
   if len(config.fracs) > 1 and task.n_train is None:
     raise configs.ConfigError(f"fracs={tuple(config.fracs)}: {config.task}'s data fix the split; one fraction only")
-  data = task.load(config)
+  with foreign_task(config):
+    data = task.load(config)
   if data.frac is not None or task.split is tasks.common.fixed_split:  # record the training share
     config.frac = data.frac if data.frac is not None else data.n_train / len(data.y)
   config.steps = float(config.steps or max(task.steps(at_frac(config, f)) for f in fracs_of(config)))
@@ -113,6 +119,17 @@ def resolve(config):
   else:
     points = default_eval_steps(int(config.steps), eval_cost(len(data.y), config.batch_size))
   return Plan(task, ml_collections.FrozenConfigDict(config), data, tuple(cohorts), tuple(points))
+
+
+@contextlib.contextmanager
+def foreign_task(config):
+  """A missing config field read by the task's hooks as a ConfigError: task= names a task whose fields the
+  experiment file does not define (--config.task=mnist_wd on experiments/mod97.py)."""
+  try:
+    yield
+  except AttributeError as e:
+    raise configs.ConfigError(f"task={config.task!r} needs the config field {str(e).strip(chr(34))} that this "
+                              f"experiment file does not define; use experiments/{config.task}.py") from None
 
 
 def fracs_of(config):
@@ -191,6 +208,12 @@ def plan_cohorts(config, task, data):
     raise configs.ConfigError(f"no ranks for group {config.group!r}: give rN or pX tokens")
   fracs = [(f, data.n_train if task.n_train is None or f == config.frac else task.n_train(len(data.y), f))
            for f in fracs_of(config)]
+  n = len(data.y)
+  for f, n_tr in fracs:
+    if not 0 < n_tr < n:
+      raise configs.ConfigError(f"train fraction f{100 * f:g} ({f:g} of {n} examples) leaves {n_tr} to train on "
+                                f"and {n - n_tr} to test on; each needs at least 1: use a fraction in "
+                                f"f{100 / n:.3g}..f{100 * (n - 1) / n:.5g}")
   # kinds of model: (name, words, model variants, factorisation, [(rank label, pct, ranks)], max ranks)
   dense = ("baseline", (), (), "usv", [("full", None, {})], {})
   kinds = []
@@ -208,7 +231,8 @@ def plan_cohorts(config, task, data):
   for (name, kind_words, kind_variants, form, per_token, max_ranks), remedy in arms:
     shapes = factorised_shapes(task, config, data, kind_variants, max_ranks, form)
     wds = config.decays if "decay" in remedy.split("+") else config.weight_decays
-    models = tuple(ModelSpec(s, label, pct, ranks, wd, decompose.count_params(shapes, ranks, form)[1], f, n_tr, hp)
+    counts = {label: decompose.count_params(shapes, ranks, form)[1] for label, _, ranks in per_token}
+    models = tuple(ModelSpec(s, label, pct, ranks, wd, counts[label], f, n_tr, hp)
                    for label, pct, ranks in per_token for hp in remedy_grid(config, remedy) for wd in wds
                    for f, n_tr in fracs for s in range(config.seed, config.seed + config.seeds))
     cohort_name = name if remedy == "none" else f"{name}+{remedy}"

@@ -6,6 +6,7 @@ make a sweep in one cohort. Parsed once, into numbers: config.ranks (ints), conf
 config.weight_decays (floats) are tuples.
 """
 import importlib.util
+import inspect
 import math
 import os
 import re
@@ -223,15 +224,38 @@ def load(path, arg=""):
   """get_config(arg) of the experiment file at `path`; ConfigError for a missing or broken file."""
   if not os.path.isfile(path):
     raise ConfigError(f"config file {path!r} not found; see experiments/ for the experiment files")
+  if not path.endswith(".py"):
+    raise ConfigError(f"config file {path!r} is not a Python file; give experiments/<family>.py")
   spec = importlib.util.spec_from_file_location("dlgrok_experiment", path)
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # noqa: BLE001 - the user's file: one line, not a traceback into it
-    raise ConfigError(f"{path} failed to load: {type(e).__name__}: {e}") from None
-  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"{path} failed to load: {type(e).__name__}: {one_line(e)}") from None
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
     raise ConfigError(f"{path} has no get_config(arg) function; see experiments/mod97.py for the form")
-  return module.get_config(arg)
+  try:
+    inspect.signature(get_config).bind(arg)
+  except TypeError:
+    raise ConfigError(f"{path}: get_config must take one argument, the text after ':' "
+                      "(def get_config(arg=''):); see experiments/mod97.py") from None
+  try:
+    config = get_config(arg)
+  except ConfigError:
+    raise
+  except Exception as e:  # noqa: BLE001 - as above
+    raise ConfigError(f"{path}: get_config({arg!r}) failed: {type(e).__name__}: {one_line(e)}") from None
+  if not isinstance(config, ml_collections.ConfigDict) or "task" not in config:
+    raise ConfigError(f"{path}: get_config returned a {type(config).__name__}, not a config with a task; build it "
+                      "with configs.base(task=...) as experiments/mod97.py does")
+  return config
+
+
+def one_line(e):
+  """An exception's message on one line (the first, shortened)."""
+  lines = str(e).strip().splitlines()
+  return lines[0][:200] if lines else ""
 
 
 def upgrade(d):

@@ -6,7 +6,6 @@ rank, orthogonality of U and Vt and the off-diagonal mass of S (App. C); whole-m
 ratios. --export writes model I as a dense parameter tree, every factorised layer SVD-compressed to rank K;
 --factors writes <workdir>/factors.npz, from which `python -m dlgrok.plot` draws the App. C figures.
 """
-import argparse
 import dataclasses
 import json
 import os
@@ -18,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, loop, metrics
+from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, inputs, loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,13 +33,32 @@ class Restored:
   steps: list  # every checkpoint step
 
 
-def load(workdir, step=None):
-  """The run in `workdir` restored from its newest checkpoint (or `step`)."""
-  plan = cohorts.resolve(configs.from_json(metrics.load_config(workdir)))
+def saved_steps(workdir):
+  """The steps of the checkpoints in `workdir` (InputError where there are none), read from the directory names
+  before anything is loaded."""
+  d = checkpoint.directory(workdir)
+  if os.path.lexists(d) and not os.path.isdir(d):
+    raise inputs.InputError(f"{d} is a file, not the directory of checkpoints; move it away")
+  steps = sorted(int(s) for s in os.listdir(d) if s.isdigit()) if os.path.isdir(d) else []
+  if not steps:
+    raise inputs.InputError(f"no checkpoint in {d} yet; a run saves its first at step 0")
+  return steps
+
+
+def load(workdir, step=None, model=None):
+  """The run in `workdir` restored from its newest checkpoint (or `step`); InputError for a bad workdir, step or
+  model index, before the data are loaded (the step, the model: before the models are built)."""
+  config = configs.from_json(inputs.run_config(workdir))
+  steps = saved_steps(workdir)
+  if step is not None and step not in steps:
+    raise inputs.InputError(f"--step {step}: no checkpoint at that step in {workdir}; saved steps: "
+                            f"{', '.join(map(str, steps))}")
+  config.devices = 0  # inspect on whatever devices this machine has
+  plan = cohorts.resolve(config)
+  if model is not None and not 0 <= model < plan.n_models:
+    raise inputs.InputError(f"--model {model}: no such model; models are 0..{plan.n_models - 1}")
   places, data, arrays, fns = loop.build(plan)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-  if not ckpt.steps():
-    raise SystemExit(f"error: no checkpoint in {checkpoint.directory(workdir)}")
   fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
   found, saved = checkpoint.restore_into(ckpt, fresh, arrays, [p.size for p in places], loop.gather, step)
   ckpt.close()
@@ -53,7 +71,7 @@ def pick(run, index):
     i = index - cohort.first
     if 0 <= i < len(cohort.models):
       return j, i, jax.tree_util.tree_map(lambda x: x[i], params), {p: int(v[i]) for p, v in a["ranks"].items()}
-  raise SystemExit(f"error: no model {index}; models are 0..{run.plan.n_models - 1}")
+  raise inputs.InputError(f"no model {index}; models are 0..{run.plan.n_models - 1}")
 
 
 def layer_report(params, ranks, variant="usv"):
@@ -95,7 +113,7 @@ def test_accuracy(run, j, i, dense):
 
 
 def report(workdir, step=None, model=None):
-  run = load(workdir, step)
+  run = load(workdir, step, model)
   out = {"workdir": workdir, "steps": run.steps, "step": run.step, "cohorts": [], "models": []}
   for k in run.plan.cohorts:
     out["cohorts"].append({"name": k.name, "models": len(k.models)})
@@ -138,14 +156,17 @@ def export(run, index, k, path):
   before = test_accuracy(run, j, i, decompose.recompose(params, ranks))
   dense = compressed(params, ranks, k)
   after = test_accuracy(run, j, i, dense)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.abspath(path), {"params": dense}, force=True)
-    ckptr.wait_until_finished()
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save(os.path.abspath(path), {"params": dense}, force=True)
+      ckptr.wait_until_finished()
+  except OSError as e:
+    raise inputs.InputError(f"--export {path}: cannot write it ({e.strerror or e})") from None
   return before, after
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.inspect", description=__doc__.split("\n")[0])
+  ap = inputs.Parser(prog="python -m dlgrok.inspect", description=__doc__.split("\n")[0])
   ap.add_argument("workdir")
   ap.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
   ap.add_argument("--model", type=int, help="global model index (default: all)")
@@ -155,8 +176,15 @@ def main(argv=None):
   ap.add_argument("--factors", action="store_true", help="write <workdir>/factors.npz for the App. C figures")
   a = ap.parse_args(argv)
   absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's notices on opening checkpoints read-only
+  if a.rank is not None and a.rank < 1:
+    ap.error(f"--rank {a.rank}: must be >= 1")
   if a.export and not a.rank:
     ap.error("--export needs --rank K")
+  if a.export:
+    inputs.check_output(a.export, "--export", directory=True)  # orbax writes a directory there
+  if a.factors and os.path.isdir(a.workdir):
+    inputs.check_output(os.path.join(a.workdir, "factors.npz"), "--factors", directory=False)
+  inputs.check_backend()
   out, run = report(a.workdir, a.step, a.model)
   if a.export:
     before, after = export(run, a.model or 0, a.rank, a.export)
@@ -175,4 +203,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  inputs.cli(main)

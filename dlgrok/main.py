@@ -16,7 +16,7 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from dlgrok import configs, decompose, disk, metrics, train  # noqa: E402
+from dlgrok import configs, disk, inputs, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiments/<family>.py:<argument>", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<experiment>-<argument>)")
@@ -55,13 +55,15 @@ def main(argv, config):
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename,
                                               config_flags.get_override_values(flags.FLAGS["config"]))
   try:
+    inputs.check_backend()
+    inputs.check_workdir_contents(workdir)
     if _DRY.value:
       plan = train.prepare(config, workdir, allow_config_change=_ALLOW.value)
       print(f"{train.describe(plan)}; {plan.n_models * plan.steps:,} model-steps; workdir {workdir} "
             "(dry run: nothing written)")
       return
     train.run(config, workdir, allow_config_change=_ALLOW.value)
-  except (configs.ConfigError, decompose.DecomposeError, metrics.MetricsError) as e:
+  except inputs.ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except disk.Full as e:
@@ -99,7 +101,7 @@ def preflight(argv):
 def run():
   try:
     config = preflight(sys.argv[1:])
-  except (configs.ConfigError, decompose.DecomposeError) as e:
+  except inputs.ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   # absl parses the flags again (the --config flag declares them); training takes the config built above, so

@@ -6,7 +6,6 @@ U^T U, Vt Vt^T, log10|S| and spectra of the factorised layers after training (16
 marked, not shown as results: gaps in curves, "(k diverged)" in legends, "div." or "*" in grids, counts in tables.
 --compare / --phase (lab_plots): remedies compared arm by arm; rank x training-fraction phase diagrams.
 """
-import argparse
 import os
 
 import matplotlib
@@ -15,7 +14,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, factors, lab_plots, metrics
+from dlgrok import analysis, factors, inputs, lab_plots, metrics
 from dlgrok.figstyle import group_key, group_name, rank_label, fmt_step, suptitle  # noqa: F401 (and the style)
 
 BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
@@ -29,8 +28,8 @@ def load(workdirs):
   """
   rows, owner = [], {}
   for w in workdirs:
-    cfg = metrics.load_config(w)
-    for r in metrics.read(w):
+    cfg = inputs.run_config(w)
+    for r in read_rows(w):
       r["run"] = w
       r.setdefault("frac", cfg.get("frac"))
       r.setdefault("weight_decay", cfg.get("weight_decay"))
@@ -38,6 +37,30 @@ def load(workdirs):
       if owner.setdefault(key, (w, r["model"])) == (w, r["model"]):
         rows.append(r)
   return rows
+
+
+def read_rows(workdir):
+  """metrics.read(workdir), with a missing, misplaced or binary metrics file as an InputError."""
+  p = metrics.path(workdir)
+  if os.path.isdir(p):
+    raise inputs.InputError(f"{p} is a directory, not a file of metrics rows; move it away")
+  if not os.path.exists(p) and not os.path.exists(p + ".gz"):
+    raise inputs.InputError(f"{workdir} has no metrics.jsonl yet: its run has not finished its first evaluation")
+  try:
+    return metrics.read(workdir)
+  except UnicodeDecodeError:
+    raise inputs.InputError(f"{p} is not text (binary bytes); restore it from a copy") from None
+
+
+def check_plottable(rows, workdirs):
+  """Refuses (inputs.NothingYet) rows with nothing to draw on a log step axis: none, or only step 0 (a run's
+  first minute)."""
+  where = ", ".join(workdirs)
+  if not rows:
+    raise inputs.NothingYet(f"{where}: metrics.jsonl has no rows yet; plot again after the first evaluation")
+  if all(r["step"] == 0 for r in rows):
+    raise inputs.NothingYet(f"{where}: nothing to plot yet: the metrics hold only step 0 (the first evaluation); "
+                            "plot again after the next evaluation")
 
 
 def sorted_cells(rows, group, frac):
@@ -60,12 +83,14 @@ def accuracy_figure(rows, group):
   for ax, frac in zip(axes[0], fracs):
     cells = sorted_cells(rows, "none", frac) + (sorted_cells(rows, group, frac) if group != "none" else [])
     colours = iter(f"C{i % 10}" for i in range(100))
+    drawn, last = False, 1
     for (g, rank, _), models in cells:
       colour = "black" if g == "none" else next(colours)
       curves = {}
       for field, style in (("train_acc", ":"), ("test_acc", "-")):
         steps, mean, std = analysis.mean_curve(models, field)
         on = steps > 0
+        drawn, last = drawn or bool(np.isfinite(mean[on]).any()), max(last, *steps[on], 1)
         ax.plot(steps[on], mean[on], style, color=colour, lw=1.3)
         ax.fill_between(steps[on], (mean - std)[on], (mean + std)[on], color=colour, alpha=0.15, lw=0)
         curves[field] = (steps, mean)
@@ -75,6 +100,8 @@ def accuracy_figure(rows, group):
         ax.scatter([star[0]], [star[1]], marker="*", s=70, color=colour, edgecolor="white", lw=0.5, zorder=4)
       handles[rank_label(g, rank)] = Line2D([], [], color=colour, lw=2)
       diverged[rank_label(g, rank)] = diverged.get(rank_label(g, rank), 0) + sum(map(analysis.diverged, models))
+    if not drawn:  # every model diverged: a log axis cannot autoscale to no data
+      ax.set_xlim(1, max(last, 10))
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("optimisation step")
@@ -362,7 +389,7 @@ def figures(rows, workdirs):
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.plot", description=__doc__.splitlines()[0])
+  ap = inputs.Parser(prog="python -m dlgrok.plot", description=__doc__.splitlines()[0])
   ap.add_argument("workdirs", nargs="+", help="run directories holding config.json and metrics.jsonl")
   ap.add_argument("--out", help="output folder (default: <first workdir>/plots)")
   ap.add_argument("--pdf", action="store_true", help="also write PDF")
@@ -373,7 +400,9 @@ def main(argv=None):
                   "heat maps of steps to a 1 %% gap (phase_gap1.png) and final test accuracy (phase_test.png)")
   args = ap.parse_args(argv)
   rows = load(args.workdirs)
+  check_plottable(rows, args.workdirs)
   out = args.out or os.path.join(args.workdirs[0], "plots")
+  inputs.check_output(out, "--out", directory=True)
   os.makedirs(out, exist_ok=True)
   lab = args.compare or args.phase
   for stem, fig in lab_plots.figures(rows, args.compare, args.phase) if lab else figures(rows, args.workdirs):
@@ -389,4 +418,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  inputs.cli(main)

@@ -9,7 +9,6 @@ results.md (device, versions, precision, date; per item: commands, wall time, nu
 reproduce.log and results.tar.gz (per item: metrics.jsonl.gz, config.json, figures, tables). --tiny runs every
 item at toy size (a CPU does it in minutes). Training workdirs (checkpoints) go to --workdirs (runs/reproduce).
 """
-import argparse
 import dataclasses
 import datetime
 import gzip
@@ -261,7 +260,8 @@ def pack(out):
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.reproduce", description=__doc__.splitlines()[0])
+  from dlgrok import inputs
+  ap = inputs.Parser(prog="python -m dlgrok.reproduce", description=__doc__.splitlines()[0])
   ap.add_argument("outdir", nargs="?", help="output folder (not needed with --list)")
   ap.add_argument("--budget", type=float, default=60.0, help="minutes for everything (default 60)")
   ap.add_argument("--only", help="comma-separated items (see --list)")
@@ -282,12 +282,25 @@ def main(argv=None):
     return
   if a.outdir is None:
     ap.error("OUTDIR is required (the folder for results.md, results.tar.gz and reproduce.log)")
+  check(a)
   installed = signals.install()  # the budget's SIGTERM stops a run cleanly (it saves); between runs it is cleared
   try:
     run_programme(a, programme, only)
   finally:
     if installed:
       signals.uninstall()
+
+
+def check(a):
+  """Refuses bad arguments before the warm-up: the budget, the output and workdir paths, --peer, the backend."""
+  from dlgrok import inputs
+  if not 0 < a.budget < float("inf"):
+    raise inputs.InputError(f"--budget {a.budget:g}: give the minutes for everything, a number > 0")
+  inputs.check_output(a.outdir, "OUTDIR", directory=True)
+  inputs.check_output(a.workdirs, "--workdirs", directory=True)
+  if a.peer and not os.path.isdir(a.peer):
+    raise inputs.InputError(f"--peer {a.peer!r} is not a directory; give a danielmamay/grokking checkout")
+  inputs.check_backend()
 
 
 def run_programme(a, programme, only):
@@ -325,4 +338,5 @@ def run_programme(a, programme, only):
 
 
 if __name__ == "__main__":
-  main()
+  from dlgrok import inputs
+  inputs.cli(main)

@@ -8,14 +8,13 @@ One job per (group, fraction) with baseline=false, plus one baseline job per fra
 once; inside a job every rank and seed stays one vmapped cohort. The paper's main grid (baseline + 6 groups x
 5 ranks = 31 configurations, x 3 fractions) is 21 jobs.
 """
-import argparse
 import json
 import os
 import shlex
 import sys
 import time
 
-from dlgrok import checkpoint, metrics
+from dlgrok import checkpoint, configs, inputs, metrics
 
 PAPER_GROUPS = "tok,pos,attn,ffn,out,all"
 RUNNING_MINUTES = 15  # a job whose checkpoints or metrics changed this recently counts as running
@@ -48,12 +47,25 @@ def jobs(experiment, groups, fracs, ranks="paper", extra=(), root="runs"):
   return out
 
 
+def check(grid, root):
+  """Builds every job's config as dlgrok.main would (tokens and values checked; nothing loaded or written), so
+  that a bad --groups, --fracs, --ranks or --set fails here, in one line naming the job, not in every job."""
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise inputs.InputError(f"--root {root!r} is a file, not a directory")
+  for workdir, argv in grid:
+    path, _, arg = argv[3].split("=", 1)[1].partition(":")
+    try:
+      configs.check_common(configs.load(path, arg))
+    except configs.ConfigError as e:
+      raise configs.ConfigError(f"job {workdir} ({arg}): {e}") from None
+
+
 def status(workdir, now=None):
   """'done', 'running', 'stopped' (some progress, nothing recent) or 'not started'."""
   now = now or time.time()
   if not os.path.exists(os.path.join(workdir, "config.json")):
     return "not started"
-  steps = int(metrics.load_config(workdir)["steps"])
+  steps = int(inputs.read_config(os.path.join(workdir, "config.json"), need="steps")["steps"])
   ckdir = checkpoint.directory(workdir)
   saved = [int(s) for s in os.listdir(ckdir) if s.isdigit()] if os.path.isdir(ckdir) else []
   if saved and max(saved) >= steps:
@@ -81,7 +93,7 @@ esac
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dlgrok.sweep", description=__doc__.split("\n")[0])
+  ap = inputs.Parser(prog="python -m dlgrok.sweep", description=__doc__.split("\n")[0])
   ap.add_argument("experiment", help="experiments/<family>.py")
   ap.add_argument("--groups", default=PAPER_GROUPS)
   ap.add_argument("--fracs", default="50,65,80")
@@ -93,6 +105,7 @@ def main(argv=None):
   a = ap.parse_args(argv)
   grid = jobs(a.experiment, a.groups.split(","), a.fracs.split(","), a.ranks,
               [t for t in a.set.split(",") if t], a.root)
+  check(grid, a.root)
   lines = [shlex.join(cmd) for _, cmd in grid]
   if a.status:
     counts = {}
@@ -111,4 +124,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  inputs.cli(main)

@@ -139,11 +139,13 @@ def check_memory(cohort, fns, state, arrays, data, placement):
 
 def prepare(config, workdir, allow_config_change=False):
   """Every check before training, in order: the workdir, the config's values and data (the plan, data loaded
-  once), an earlier run there. Returns the plan; raises ConfigError naming the first problem."""
+  once), an earlier run there, the memory it needs (estimated from shapes). Returns the plan; raises ConfigError
+  naming the first problem."""
   check_writable(workdir)
   plan = cohorts.resolve(config)
   check_workdir(plan.config, workdir, allow_config_change)
   check_steps(plan.config, workdir)
+  memory.check(plan)
   return plan
 
 

@@ -87,7 +87,7 @@ def chunk_compilations(monkeypatch):
     return fns
 
   monkeypatch.setattr(loop, "make_cohort", counting)
-  return lambda: [f.chunk._cache_size() for f in made]
+  return lambda: [f.chunk._cache_size() for f in made if f.chunk._cache_size()]  # the memory estimate's: traced only
 
 
 def test_tiny_config_learns_with_one_compilation(tmp_path, monkeypatch):
@@ -145,6 +145,7 @@ def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypat
             memory.xla_bytes(r.fns.evaluate, state["params"], r.a, r.data))
   limit = int(0.6 * est)  # one of the two models fits
   monkeypatch.setattr(memory, "device_memory", lambda: (None, limit))
+  monkeypatch.setattr(memory, "check", lambda plan, limit=None: None)  # the shape estimate's gate: its own tests
   with pytest.raises(configs.ConfigError) as e:
     train.run(config, str(tmp_path / "w"))
   fit = int(re.search(r"about (\d+) models fit per device", str(e.value)).group(1))

@@ -1,0 +1,133 @@
+"""Checks of what a user hands the command lines (paths, workdirs, the JAX backend) and the one-line error that
+every entry point prints for them: `error: ...` on stderr, exit status 2, no traceback, nothing written."""
+import argparse
+import json
+import os
+import sys
+
+from dlgrok import configs, decompose, metrics
+
+NAME_MAX = 255  # bytes in one path component on Linux file systems
+
+
+class InputError(ValueError):
+  """A bad path, workdir, argument or environment; the message names it and what to do."""
+
+
+class NothingYet(InputError):
+  """Nothing to show yet (a run's first minute): said in one line, exit status 1."""
+
+
+ERRORS = (InputError, configs.ConfigError, decompose.DecomposeError, metrics.MetricsError)
+
+
+def cli(main):
+  """Runs `main()` (an entry point's main), turning the errors of a bad input into one line and exit 2."""
+  try:
+    return main()
+  except ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1 if isinstance(e, NothingYet) else 2)
+
+
+class Parser(argparse.ArgumentParser):
+  """argparse with its errors as InputError: one line (no usage block), exit status 2 through cli()."""
+
+  def error(self, message):
+    raise InputError(f"{message}; see {self.prog} --help")
+
+
+def short(text, n=60):
+  return text if len(text) <= n else f"{text[:n - 3]}..."
+
+
+def check_path(path, what):
+  """Refuses a path with a component over NAME_MAX bytes or one that is a dangling symbolic link."""
+  for part in path.split(os.sep):
+    if len(os.fsencode(part)) > NAME_MAX:
+      raise InputError(f"{what} {short(path)!r}: the name {short(part, 30)!r} is {len(os.fsencode(part))} bytes "
+                       f"long, over the file system's limit of {NAME_MAX}; use a shorter name")
+  if os.path.islink(path) and not os.path.exists(path):
+    raise InputError(f"{what} {path!r} is a symbolic link to {os.readlink(path)!r}, which does not exist; "
+                     "create its target or give another path")
+
+
+def check_output(path, what, directory):
+  """Refuses an output path that cannot be created: a file where a directory goes (or the reverse), a file on
+  the way to it, or a parent that cannot be written. Creates nothing."""
+  check_path(path, what)
+  if os.path.exists(path):
+    if os.path.isdir(path) != directory:
+      kind = "a directory" if os.path.isdir(path) else "a file"
+      raise InputError(f"{what} {path!r} is {kind}, not {'a directory' if directory else 'a file'}; "
+                       "give another path")
+    if not os.access(path, os.W_OK):
+      raise InputError(f"{what} {path!r} is not writable")
+    return
+  probe = os.path.dirname(os.path.abspath(path))
+  while not os.path.lexists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise InputError(f"{what} {path!r}: {probe} is a file, not a directory; give another path")
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise InputError(f"{what} {path!r}: {probe} is not writable; give another path")
+
+
+def run_config(workdir):
+  """The config.json dict of a run directory that plot or inspect reads; InputError naming what is wrong."""
+  check_path(workdir, "workdir")
+  if not os.path.exists(workdir):
+    raise InputError(f"workdir {workdir!r} does not exist; give a run directory that python -m dlgrok.main wrote")
+  if not os.path.isdir(workdir):
+    raise InputError(f"workdir {workdir!r} is a file, not a run directory")
+  p = os.path.join(workdir, "config.json")
+  if not os.path.exists(p):
+    raise InputError(f"{workdir} has no config.json: not a run directory, or its run has not started yet")
+  return read_config(p)
+
+
+def read_config(p, need="task"):
+  """config.json as a dict; InputError for a directory, unreadable bytes, or JSON that is not an object with the
+  field `need`."""
+  if os.path.isdir(p):
+    raise InputError(f"{p} is a directory, not a file; move it away (a run writes its config there)")
+  try:
+    with open(p, "rb") as f:
+      d = json.loads(f.read().decode("utf-8"))
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise InputError(f"{p} is not valid JSON ({type(e).__name__}); restore it from a copy (python -m dlgrok.main "
+                     "writes a new one where there is none)") from None
+  except OSError as e:
+    raise InputError(f"{p} cannot be read ({e.strerror})") from None
+  if not isinstance(d, dict) or need not in d:
+    raise InputError(f"{p} is JSON but not a dlgrok config (no {need} field); restore it or give another workdir")
+  return d
+
+
+def check_workdir_contents(workdir):
+  """Refuses a workdir whose config.json, metrics.jsonl or checkpoints are of the wrong kind (a directory for a
+  file or the reverse), or whose config.json cannot be read; nothing is changed."""
+  check_path(workdir, "workdir")
+  if not os.path.isdir(workdir):
+    return
+  for name, directory in (("config.json", False), ("metrics.jsonl", False), ("checkpoints", True)):
+    p = os.path.join(workdir, name)
+    if os.path.lexists(p) and os.path.isdir(p) != directory:
+      kind = "a directory" if os.path.isdir(p) else ("a dangling link" if not os.path.exists(p) else "a file")
+      raise InputError(f"{p} is {kind}, not {'a directory' if directory else 'a file'}; move it away or give "
+                       "another --workdir")
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    read_config(os.path.join(workdir, "config.json"))
+
+
+def check_backend():
+  """Refuses a JAX_PLATFORMS this machine cannot start (gpu or tpu on a CPU machine, a misspelling) before any
+  work; the message names the variable and what is there."""
+  import jax
+  try:
+    jax.devices()
+  except RuntimeError as e:
+    asked = os.environ.get("JAX_PLATFORMS", "")
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(" (set JAX_PLATFORMS")[0]
+    raise InputError(f"JAX_PLATFORMS={asked!r}: JAX cannot start that backend here ({short(why, 100)}); unset it "
+                     "or set JAX_PLATFORMS=cpu") from None
