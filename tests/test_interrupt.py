@@ -122,7 +122,7 @@ def test_interrupted_at_a_random_moment_resumes_identically(tmp_path, reference,
 
 
 @pytest.mark.parametrize("moment,n,where", [
-    ("write-metrics", 3, "metrics.jsonl"),  # the third evaluation's rows, after the first of them
+    pytest.param("write-metrics", 3, "metrics.jsonl", marks=pytest.mark.slow),  # the third evaluation's rows
     ("write-checksums", 2, f"checkpoints/{EVAL[1]}"),  # in orbax's thread, before the checkpoint is committed
     pytest.param("write-checkpoint", 2, f"checkpoints/{EVAL[1]}", marks=pytest.mark.slow)])
 def test_a_full_disk_ends_with_one_line_and_loses_nothing(tmp_path, reference, moment, n, where):
