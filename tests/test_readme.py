@@ -17,7 +17,6 @@ from dlgrok import inspect as inspect_cli
 from dlgrok import main as main_cli
 from dlgrok import cohorts, plot, reproduce, sweep, train
 
-pytestmark = pytest.mark.xdist_group("readme")  # one worker: the room's trainings are made once, not per worker
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 DATA = os.path.join(ROOT, "..", "shared", "data")
 # appended to a training command whose workdir the docs plot or inspect: seconds instead of hours
