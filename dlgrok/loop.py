@@ -131,7 +131,8 @@ def make_cohort(plan, cohort, placement):
   n, bs, form = len(plan.data.y), c.batch_size, cohort.factorisation
   n_max = max(m.n_train for m in cohort.models)
   # one training fraction for all: static epoch lengths; several: each model's own, as per-model arrays
-  same_frac = len({m.n_train for m in cohort.models}) == 1
+  sizes = sorted({m.n_train for m in cohort.models})
+  same_frac = len(sizes) == 1
   batches = math.ceil(n_max / bs)
   loss_of = task.loss(c, "stablemax" if "stablemax" in cohort.remedy.split("+") else None)
 
@@ -158,11 +159,15 @@ def make_cohort(plan, cohort, placement):
     return {"params": params, "opt": opt, "perm": epoch_perm(a, jnp.zeros_like(a["n_train"]))}
 
   def epoch_perm(a, epochs):
-    """Each model's permutation of its n_train training examples for its epoch (padded to n_max)."""
+    """Each model's permutation of its n_train training examples for its epoch (padded to n_max), drawn as if
+    the model trained alone: with several fractions, each model draws one permutation per fraction of the cohort
+    (static sizes) and keeps its own, so its batches never depend on its cohort-mates."""
     def one(k, epoch, n_train):
-      p = jax.random.permutation(jax.random.fold_in(k, epoch), n_max)
-      # a random order of 0..n_train-1: the permutation's entries below n_train, first, in their order
-      return p if same_frac else p[jnp.argsort(p >= n_train, stable=True)]
+      k = jax.random.fold_in(k, epoch)
+      if same_frac:
+        return jax.random.permutation(k, n_max)
+      drawn = jnp.stack([jnp.pad(jax.random.permutation(k, s), (0, n_max - s)) for s in sizes])
+      return drawn[jnp.searchsorted(jnp.array(sizes), n_train)]
     return jax.vmap(one)(a["data_keys"], epochs, a["n_train"])
 
   def update(d, params, opt, perm, batch, train_idx, ranks, wd, hyper, n_train, key):

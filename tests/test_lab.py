@@ -97,6 +97,24 @@ def test_mixed_fractions_and_remedy_hyperparameters_equal_each_model_alone(tmp_p
   close(strip(together), strip(alone))
 
 
+def test_a_models_batches_and_metrics_do_not_depend_on_its_cohort():
+  """At the real size (p 97, batch 512): seed 0 at 50 % gets the same epoch orders alone and beside an 80 % model,
+  and the same metrics after 12 steps (an epoch boundary inside)."""
+  arg = "width=32,heads=2,seeds=1,eval_points=2,batch_size=512,progress_seconds=1e9"
+  alone, mixed = (Runner(experiment("mod97", f"none,{f},{arg}"), 0) for f in ("f50", "f50,f80"))
+  assert [m.frac for m in mixed.cohort.models] == [0.5, 0.8] and alone.cohort.models[0].frac == 0.5
+  n = int(alone.a["n_train"][0])
+  assert n == int(mixed.a["n_train"][0]) == 4656  # half of the 9312 pairs of x ÷ y mod 97
+  for step in (0, 10, 50):  # epochs 0, 1, 5 (10 batches each)
+    a = np.asarray(alone.fns.perm_at(alone.a, jnp.int32(step)))[0, :n]
+    m = np.asarray(mixed.fns.perm_at(mixed.a, jnp.int32(step)))[0, :n]
+    np.testing.assert_array_equal(a, m)
+  rows = [r.rows(12, r.chunk(r.init(), 0, 12)["params"])[0] for r in (alone, mixed)]
+  assert rows[0]["frac"] == rows[1]["frac"] == 0.5
+  for k in ("train_acc", "test_acc", "train_loss", "test_loss"):
+    assert rows[0][k] == rows[1][k], (k, rows[0][k], rows[1][k])
+
+
 def test_per_model_fractions_have_their_own_splits():
   r = Runner(experiment("mod97", f"f50,f80,{TINY.replace('seeds=1', 'seeds=2')}"), 0)
   n = len(r.plan.data.y)
