@@ -230,7 +230,7 @@ def plan_cohorts(config, task, data):
   cohorts, n = [], 0
   for (name, kind_words, kind_variants, form, per_token, max_ranks), remedy in arms:
     shapes = factorised_shapes(task, config, data, kind_variants, max_ranks, form)
-    wds = config.decays if "decay" in remedy.split("+") else config.weight_decays
+    wds = config.decays if {"decay", "adam_l2"} & set(remedy.split("+")) else config.weight_decays
     counts = {label: decompose.count_params(shapes, ranks, form)[1] for label, _, ranks in per_token}
     models = tuple(ModelSpec(s, label, pct, ranks, wd, counts[label], f, n_tr, hp)
                    for label, pct, ranks in per_token for hp in remedy_grid(config, remedy) for wd in wds

@@ -26,7 +26,8 @@ TUPLES = {"ranks": int, "pcts": float, "weight_decays": float, "fracs": float, "
           "ema_lambs": float, "ma_windows": int, "ma_lambs": float, "decays": float}  # tuples of numbers
 WORD_TUPLES = ("factorisations", "remedies")  # fields holding tuples of words
 FACTORISATIONS = ("usv", "uv", "diag", "s")  # decompose.VARIANTS: how a decomposed layer is factorised
-REMEDIES = ("grokfast_ema", "grokfast_ma", "stablemax", "orthograd", "decay")  # joined by '+' into a remedy set
+REMEDIES = ("grokfast_ema", "grokfast_ma", "stablemax", "orthograd", "decay", "adam_l2",
+            "warm0")  # joined by '+' into a remedy set; adam_l2 and warm0 change the optimiser recipe
 UINT32 = 2**32  # seeds are uint32 PRNG keys
 POSITIVE_INTS = ("width", "heads", "layers", "block", "n_train", "epochs", "batch_size", "p",
                  "patch", "mlp_ratio")  # each >= 1 where a task has it
@@ -168,6 +169,9 @@ def remedy_set(text):
     raise ConfigError(f"remedy {text!r}: give each of {', '.join(REMEDIES)} at most once, joined by +")
   if {"grokfast_ema", "grokfast_ma"} <= set(words):
     raise ConfigError(f"remedy {text!r}: grokfast_ema and grokfast_ma are alternatives; use one of them")
+  if {"decay", "adam_l2"} <= set(words):
+    raise ConfigError(f"remedy {text!r}: decay (decoupled, AdamW) and adam_l2 (coupled, Adam) are alternatives; "
+                      "use one of them")
   return "+".join(w for w in REMEDIES if w in words)
 
 
@@ -215,7 +219,7 @@ def base(**fields):
   c.remedy_groups = False  # remedies also on the decomposed cohorts (else on the baseline model only)
   c.ema_alphas, c.ema_lambs = (0.98,), (2.0,)  # grokfast-EMA alpha x lambda: per-model sweeps in its cohorts
   c.ma_windows, c.ma_lambs = (100,), (5.0,)  # grokfast-MA window x lambda
-  c.decays = (1.0,)  # weight decays of the 'decay' remedy's cohorts
+  c.decays = (1.0,)  # weight decays of the 'decay' and 'adam_l2' remedies' cohorts
   c.update(fields)
   return c
 
@@ -344,7 +348,13 @@ def check_lab(c):
     if form not in FACTORISATIONS:
       raise ConfigError(f"factorisations: {form!r}; allowed: {', '.join(FACTORISATIONS)}")
   for r in c.get("remedies", ()):
-    remedy_set(r)
+    words = remedy_set(r).split("+")
+    if "warm0" in words and "warmup_start" not in c:
+      raise ConfigError(f"remedy {r!r}: warm0 sets the mod-p warm-up (warmup_start, warmup_steps), which task "
+                        f"{c.task!r} does not have")
+    if "adam_l2" in words and c.optimizer != "adamw":
+      raise ConfigError(f"remedy {r!r}: adam_l2 replaces AdamW by Adam with coupled L2; optimizer={c.optimizer!r} "
+                        "(use optimizer=adamw)")
   for key, low, low_ok, high, allowed in (("ema_alphas", 0, True, 1, "in [0, 1)"), ("ema_lambs", 0, True, math.inf,
                                           ">= 0"), ("ma_lambs", 0, True, math.inf, ">= 0"),
                                           ("ma_windows", 1, True, math.inf, ">= 1"),

@@ -15,7 +15,8 @@ GROUP_NAMES = {"none": "baseline", "pos": "position embedding", "tok": "token em
                "attn": "multi-head attention", "qkv": "QKV_in", "proj": "Proj_out", "ffn": "feed-forward blocks",
                "fc1": "FC1", "fc2": "FC2", "out": "output layer", "patch": "patch embedding", "pre": "pre-logits",
                "all": "all layers", "all_but_fc1_out": "all but FC1 and output",
-               "nopos": "no position embedding", "l1": "layer 1", "l2": "layer 2", "l3": "layer 3",
+               "nopos": "no position embedding", "preln": "pre-LN (grokfast's model)", "l1": "layer 1",
+               "l2": "layer 2", "l3": "layer 3",
                "l23": "layers 2 + 3"}
 
 

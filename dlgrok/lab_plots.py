@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 from dlgrok import analysis, figstyle
 
 REMEDY_NAMES = {"grokfast_ema": "grokfast EMA", "grokfast_ma": "grokfast MA", "stablemax": "StableMax",
-                "orthograd": "⊥Grad"}
+                "orthograd": "⊥Grad", "adam_l2": "Adam + L2", "warm0": "warm-up from 0"}
 PARAM_NAMES = {"window": "w", "alpha": "α", "lamb": "λ"}  # written in this order
 HATCH = {"facecolor": "0.88", "edgecolor": "0.55", "hatch": "///", "lw": 0}
 

@@ -134,12 +134,13 @@ def make_cohort(plan, cohort, placement):
   sizes = sorted({m.n_train for m in cohort.models})
   same_frac = len(sizes) == 1
   batches = math.ceil(n_max / bs)
+  recipe = remedies.recipe(c, cohort.remedy)
   loss_of = task.loss(c, "stablemax" if "stablemax" in cohort.remedy.split("+") else None)
 
   def optimizer(wd, hyper):
     """The task's optimiser, after the cohort's remedy transforms (grokfast, ⊥Grad) of the raw gradient."""
     txs = remedies.transforms(cohort.remedy, hyper, cohort.max_window)
-    return optax.chain(*txs, task.optimizer(c, wd)) if txs else task.optimizer(c, wd)
+    return optax.chain(*txs, task.optimizer(recipe, wd)) if txs else task.optimizer(recipe, wd)
 
   def init(a, d):
     """Dense init per model from its seed, then factorised from the SVD of its own initial matrices."""

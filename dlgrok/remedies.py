@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 EMA_ALPHA = 0.98
@@ -116,10 +117,26 @@ def stablemax_cross_entropy(logits, labels):
   return jnp.log(jnp.sum(s, axis=-1)) - jnp.log(s_label)
 
 
+def recipe(config, remedy):
+  """The config the cohort's optimiser reads: 'adam_l2' trains with Adam and coupled L2 (optimizer=adam_l2)
+  instead of AdamW, 'warm0' with grokfast's warm-up (lr * k / 10 over the first 10 steps, from 0) instead of the
+  experiment's (the paper's: from 0.1 * lr over 9 steps)."""
+  words = remedy.split("+")
+  if "adam_l2" not in words and "warm0" not in words:
+    return config
+  c = config.as_configdict().copy_and_resolve_references()  # as_configdict() is the frozen dict's own copy
+  if "adam_l2" in words:
+    c.optimizer = "adam_l2"
+  if "warm0" in words:
+    c.warmup_start, c.warmup_steps = 0.0, 10
+  return ml_collections.FrozenConfigDict(c)
+
+
 def transforms(remedy, hyper, max_window=MA_WINDOW):
   """The gradient transformations of a remedy set ('grokfast_ema+orthograd', ...) in the order they act on the raw
-  gradient before the optimiser: grokfast (EMA or MA), then ⊥Grad. 'stablemax' is a loss and 'decay' a weight
-  decay: neither transforms gradients. `hyper` holds the model's alpha, lamb and window (traced under vmap)."""
+  gradient before the optimiser: grokfast (EMA or MA), then ⊥Grad. 'stablemax' is a loss, 'decay' and 'adam_l2'
+  weight decays and 'warm0' a warm-up (`recipe`): none of them transforms gradients. `hyper` holds the model's
+  alpha, lamb and window (traced under vmap)."""
   words = remedy.split("+")
   out = []
   if "grokfast_ema" in words:

@@ -161,3 +161,39 @@ def test_remedy_cohorts_and_composition():
   c.remedy_groups = True  # remedies on the decomposed cohort too
   assert [Runner(c, i).cohort.name for i in (3, 5)] == ["all[uv]+grokfast_ema", "all[uv]+stablemax+orthograd"]
   assert tiny_config(group="ffn", ranks="r4").factorisations == ()  # usv by default
+
+
+def test_recipe_words_reach_the_step():
+  """warm0 trains step 0 at learning rate 0 (params unchanged); adam_l2 at decay 0 is the baseline's Adam (to the
+  rounding of a two-model cohort's programs: decay at 0 differs from it as much), at decay 0.1 far from AdamW's."""
+  c = experiment("mod97", f"warm0,adam_l2,decay,{TINY}")
+  c.decays = (0.0, 0.1)
+  r = {x.cohort.remedy: x for x in (Runner(c, i) for i in range(4))}
+  assert sorted(r) == ["adam_l2", "decay", "none", "warm0"]
+  assert [m.weight_decay for m in r["adam_l2"].cohort.models] == [0.0, 0.1]
+  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+  init = {k: flat(v.init()["params"]) for k, v in r.items()}
+  after = {k: flat(v.chunk(v.init(), 0, 3)["params"]) for k, v in r.items()}
+  one = r["warm0"].chunk(r["warm0"].init(), 0, 1)["params"]
+  np.testing.assert_array_equal(flat(one), init["warm0"])
+  assert np.any(after["warm0"] != init["warm0"])
+  per_model = lambda v, i: flat(jax.tree_util.tree_map(lambda a: a[i], v.chunk(v.init(), 0, 3)["params"]))
+  none, moved = per_model(r["none"], 0), np.mean(np.abs(after["none"] - init["none"]))  # ~4e-4 in 3 steps
+  assert np.mean(np.abs(per_model(r["adam_l2"], 0) - none)) < 1e-4 * moved
+  assert np.mean(np.abs(per_model(r["adam_l2"], 1) - per_model(r["decay"], 1))) > 0.5 * moved
+
+
+def test_preln_is_grokfasts_block_and_has_no_output_bias():
+  import flax.linen as nn
+  from dlgrok.models import transformer
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 16))
+  blk = transformer.Block(16, 2, pre_ln=True)
+  p = blk.init(jax.random.PRNGKey(1), x)["params"]
+  ln = lambda q, v: nn.LayerNorm(epsilon=1e-5).apply({"params": q}, v)
+  h = ln(p["ln1"], x)
+  x2 = h + transformer.Attention(16, 2).apply({"params": p["attn"]}, h)
+  want = x2 + transformer.FFN(16, 64).apply({"params": p["ffn"]}, ln(p["ln2"], x2))
+  np.testing.assert_allclose(blk.apply({"params": p}, x), want, atol=1e-6)
+  c = experiment("mod97", f"preln,{TINY},baseline=false")
+  r = Runner(c, 0)
+  assert r.cohort.variants == ("preln",) and sorted(r.init()["params"]["out"]) == ["kernel"]

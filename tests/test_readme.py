@@ -160,9 +160,9 @@ def test_command(doc, kind, command, room, capsys):
     with inside(room):
       reproduce.main(argv[3:] + ([] if "--list" in argv else ["--list"]))  # --list: the arguments, no training
     assert "grid80" in capsys.readouterr().out
-  elif argv[0].startswith("launch/") or argv[:2] == ["bash", "launch/grid80_cpu.sh"]:
+  elif argv[0].startswith("launch/") or (argv[0] == "bash" and argv[1].endswith("_cpu.sh")):
     script = argv[1:] if argv[0] == "bash" else argv
-    extra = [str(room / "runs"), "--dry_run"] if script[0].endswith("grid80_cpu.sh") else []
+    extra = [str(room / "runs"), "--dry_run"] if script[0].endswith("_cpu.sh") else []
     run = subprocess.run(["bash", *script, *extra], cwd=room, env=CLI_ENV, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]

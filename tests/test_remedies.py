@@ -132,3 +132,52 @@ def test_ema_with_adamw_under_vmap_matches_each_model_alone():
     alone = train(alpha, lamb)
     for want, got in zip(leaves(alone), leaves(jax.tree.map(lambda x: x[m], batched))):
       np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def torch_adam(params, grads, lr, wd, b1=0.9, b2=0.98, eps=1e-8):
+  """PyTorch's Adam(weight_decay=wd) in numpy: wd * p joins the gradient before the moments (coupled L2)."""
+  p, m, v, out = np.asarray(params, np.float64), 0.0, 0.0, []
+  for t, g in enumerate(grads, 1):
+    g = np.asarray(g, np.float64) + wd * p
+    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+    p = p - lr[t - 1] * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    out.append(p)
+  return out
+
+
+def test_adam_l2_and_grokfasts_warmup_match_pytorchs_adam_and_lambdalr():
+  """The adam_l2 + warm0 recipe: Adam with wd * p added to the gradient, lr * min(1, k / 10) from step 0."""
+  from dlgrok import configs
+  from dlgrok.tasks import modp
+  c = configs.load(configs.EXPERIMENTS + "/mod97.py", "")
+  base = ml_frozen(c)
+  rc = remedies.recipe(base, "grokfast_ema+adam_l2+warm0")
+  assert (rc.optimizer, rc.warmup_start, rc.warmup_steps) == ("adam_l2", 0.0, 10)
+  assert remedies.recipe(base, "grokfast_ema") is base
+  rng = np.random.default_rng(1)
+  p0 = rng.normal(size=5).astype(np.float32)
+  grads = [rng.normal(size=5).astype(np.float32) for _ in range(13)]
+  tx, p = modp.optimizer(rc, 0.3), jnp.asarray(p0)
+  state, got = tx.init(p), []
+  for g in grads:
+    u, state = tx.update(jnp.asarray(g), state, p)
+    p = optax.apply_updates(p, u)
+    got.append(np.asarray(p))
+  lr = [1e-3 * min(1.0, k / 10) for k in range(13)]  # LambdaLR(lambda k: 1 if k > 10 else k / 10)
+  want = torch_adam(p0, grads, lr, 0.3)
+  np.testing.assert_allclose(got[0], p0, rtol=0, atol=0)  # step 0 at learning rate 0
+  np.testing.assert_allclose(np.stack(got), np.stack(want), rtol=0, atol=2e-6)
+  paper = torch_adam(p0, grads, [1e-3 * min(1.0, 0.1 + 0.1 * k) for k in range(13)], 0.0)
+  assert np.max(np.abs(np.stack(got) - np.stack(paper))) > 1e-4  # the two recipes really differ
+
+
+def ml_frozen(c):
+  import ml_collections
+  return ml_collections.FrozenConfigDict(c)
+
+
+@pytest.mark.parametrize("bad, match", [("decay+adam_l2", "alternatives"), ("orthograd+l2", "unknown token")])
+def test_recipe_words_are_checked(bad, match):
+  from dlgrok import configs
+  with pytest.raises(configs.ConfigError, match=match):
+    configs.load(configs.EXPERIMENTS + "/remedies.py", bad)

@@ -3,6 +3,8 @@
 Token + position embeddings, blocks `x = LN(x + MHA(x)); x = LN(x + fc2(gelu(fc1(x))))` with one 128->384
 in-projection (qkv) and a 128->128 out-projection (proj), causal mask, final LayerNorm, output layer.
 Initialisation follows PyTorch's defaults (`init='torch'`) or Xavier (`xavier_uniform`, `xavier_normal`).
+`pre_ln` is grokfast's model instead (github ironjr/grokfast, main.py): `h = LN(x); x = h + MHA(h);
+x = x + fc2(gelu(fc1(LN(x))))` (its residual starts from the normalised input) and an output layer without bias.
 """
 import functools
 
@@ -83,15 +85,22 @@ class Block(nn.Module):
   width: int
   heads: int
   init_scheme: str = "torch"
+  pre_ln: bool = False
 
   @nn.compact
   def __call__(self, x, last_only=False):
     ln = functools.partial(nn.LayerNorm, epsilon=1e-5)
+    ffn = FFN(self.width, 4 * self.width, self.init_scheme, name="ffn")
+    if self.pre_ln:
+      h = ln(name="ln1")(x)
+      a = Attention(self.width, self.heads, self.init_scheme, name="attn")(h, last_only)
+      x = (h[:, -1:] if last_only else h) + a
+      return x + ffn(ln(name="ln2")(x))
     a = Attention(self.width, self.heads, self.init_scheme, name="attn")(x, last_only)
     if last_only:
       x = x[:, -1:]
     x = ln(name="ln1")(x + a)
-    return ln(name="ln2")(x + FFN(self.width, 4 * self.width, self.init_scheme, name="ffn")(x))
+    return ln(name="ln2")(x + ffn(x))
 
 
 class Transformer(nn.Module):
@@ -104,6 +113,7 @@ class Transformer(nn.Module):
   positions: int = 5
   use_pos: bool = True
   init_scheme: str = "torch"
+  pre_ln: bool = False
 
   @nn.compact
   def __call__(self, tokens):
@@ -113,6 +123,9 @@ class Transformer(nn.Module):
       pos = nn.Embed(self.positions, self.width, embedding_init=emb_init, name="pos_emb")
       x = x + pos(jnp.arange(tokens.shape[1]))[None]
     for i in range(self.layers):
-      x = Block(self.width, self.heads, self.init_scheme, name=f"block_{i}")(x, last_only=i == self.layers - 1)
+      x = Block(self.width, self.heads, self.init_scheme, self.pre_ln, name=f"block_{i}")(
+          x, last_only=i == self.layers - 1)
     x = nn.LayerNorm(epsilon=1e-5, name="ln_f")(x[:, -1])
+    if self.pre_ln:
+      return nn.Dense(self.vocab, use_bias=False, kernel_init=torch_uniform(self.width), name="out")(x)
     return dense(self.vocab, self.init_scheme, self.width, "out")(x)

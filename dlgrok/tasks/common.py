@@ -131,13 +131,16 @@ def loss_of(c, name=None):
 def optimizer(c, weight_decay, lr):
   """c.optimizer at learning rate `lr` (a number or a schedule): 'adamw' is PyTorch's AdamW (decoupled weight
   decay lr * wd * p; Adam at weight decay 0), 'sgd' PyTorch's SGD with momentum (weight decay added to the
-  gradient, coupled L2, then heavy-ball momentum)."""
+  gradient, coupled L2, then heavy-ball momentum), 'adam_l2' PyTorch's Adam(weight_decay=...) (wd * p added to
+  the gradient before the moments: coupled L2, as grokfast trains)."""
   if c.optimizer == "sgd":
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=c.momentum))
+  if c.optimizer == "adam_l2":
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr, b1=c.b1, b2=c.b2, eps=c.eps))
   return optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=weight_decay)
 
 
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "adam_l2", "sgd")
 
 
 def constant_lr_optimizer(c, weight_decay):

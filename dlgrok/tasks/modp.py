@@ -40,7 +40,8 @@ def load(c):
 
 def model(c, variants, data):
   return transformer.Transformer(vocab=algorithmic.vocab_size(c.p), width=c.width, heads=c.heads, layers=c.layers,
-                                 positions=5, use_pos="nopos" not in variants, init_scheme=c.init)
+                                 positions=5, use_pos="nopos" not in variants, init_scheme=c.init,
+                                 pre_ln="preln" in variants)
 
 
 def optimizer(c, weight_decay):
@@ -58,5 +59,5 @@ def steps(c):
   return c.steps_by_frac[key]
 
 
-TASK = common.Task(name="modp", groups=GROUPS, variants=("nopos",), check=check, load=load, model=model,
+TASK = common.Task(name="modp", groups=GROUPS, variants=("nopos", "preln"), check=check, load=load, model=model,
                    loss=common.loss_of, optimizer=optimizer, steps=steps, n_train=algorithmic.n_train)
