@@ -6,7 +6,9 @@ leading model axis, sharded over the devices and padded to a multiple of their n
 CPU device the models of a step run one after another (`model_batch`); elsewhere they are vmapped.
 """
 import dataclasses
+import functools
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -115,11 +117,45 @@ def over_models(fn, in_axes, batch, size):
 
 @dataclasses.dataclass(frozen=True)
 class CohortFns:
-  init: object  # (arrays, data) -> state {"params", "opt", "perm"}
-  chunk: object  # (state, arrays, data, step0, n) -> state after n more steps (state donated)
-  evaluate: object  # (params, arrays, data) -> per-model losses, accuracies and stable ranks
-  perm_at: object  # (arrays, step) -> the state's "perm" at `step` (what a restored checkpoint lacks)
-  per_example: object  # (dense params of one model, data) -> (loss, correct) of every example (not jitted)
+  init: Callable  # (arrays, data) -> state {"params", "opt", "perm"}
+  chunk: Callable  # (state, arrays, data, step0, n) -> state after n more steps (state donated)
+  evaluate: Callable  # (params, arrays, data) -> per-model losses, accuracies and stable ranks
+  perm_at: Callable  # (arrays, step) -> the state's "perm" at `step` (what a restored checkpoint lacks)
+  per_example: Callable  # (dense params of one model, data) -> (loss, correct) of every example (not jitted)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  """The static part of a cohort's training step, fixed when it is traced."""
+  task: object  # tasks.Task: its batch and train_kwargs hooks
+  plan: object  # cohorts.Plan, read by the task's batch hook
+  model: object  # the flax module
+  loss: Callable  # (logits, labels) -> per-example losses
+  optimizer: Callable  # (weight decay, remedy hyperparameters) -> optax transformation
+  batch_size: int
+  factorisation: str  # decompose.VARIANTS
+
+
+def train_step(spec, d, m, batch, n_train):
+  """One model's training step. `d` is the data set; `m` the model's own slice of the state and the per-model
+  arrays (params, opt, perm, train_idx, ranks, wd, hyper, key); `batch` its batch index in the epoch. The batch is
+  the model's slice of its epoch permutation (the last batch of an epoch is partial and weighted out) or the
+  task's own draw; masked (and frozen) factors never move. Returns (params, opt)."""
+  data_key, dropout_key = jax.random.split(m["key"])
+  bs = spec.batch_size
+  pos = batch * bs + jnp.arange(bs)
+  idx = m["train_idx"][m["perm"][jnp.minimum(pos, n_train - 1)]]
+  xb, yb, w = spec.task.batch(d, idx, (pos < n_train).astype(jnp.float32), data_key, spec.plan)
+  kwargs = spec.task.train_kwargs(dropout_key)
+
+  def loss_fn(p):
+    logits = spec.model.apply({"params": decompose.recompose(p, m["ranks"])}, xb, **kwargs)
+    return jnp.sum(spec.loss(logits, yb) * w) / jnp.sum(w)
+
+  grads = jax.grad(loss_fn)(m["params"])
+  updates, opt = spec.optimizer(m["wd"], m["hyper"]).update(grads, m["opt"], m["params"])
+  updates = decompose.mask_updates(updates, m["ranks"], spec.factorisation)
+  return optax.apply_updates(m["params"], updates), opt
 
 
 def make_cohort(plan, cohort, placement):
@@ -171,28 +207,12 @@ def make_cohort(plan, cohort, placement):
       return drawn[jnp.searchsorted(jnp.array(sizes), n_train)]
     return jax.vmap(one)(a["data_keys"], epochs, a["n_train"])
 
-  def update(d, params, opt, perm, batch, train_idx, ranks, wd, hyper, n_train, key):
-    """One model's training step: the model's slice of its epoch permutation (the last batch of an epoch is
-    partial and weighted out) or the task's own draw, then the optimiser; masked (and frozen) factors never move."""
-    data_key, dropout_key = jax.random.split(key)
-    pos = batch * bs + jnp.arange(bs)
-    idx = train_idx[perm[jnp.minimum(pos, n_train - 1)]]
-    xb, yb, w = task.batch(d, idx, (pos < n_train).astype(jnp.float32), data_key, plan)
-    kwargs = task.train_kwargs(dropout_key)
-
-    def loss_fn(p):
-      logits = model.apply({"params": decompose.recompose(p, ranks)}, xb, **kwargs)
-      return jnp.sum(loss_of(logits, yb) * w) / jnp.sum(w)
-
-    grads = jax.grad(loss_fn)(params)
-    updates, opt = optimizer(wd, hyper).update(grads, opt, params)
-    updates = decompose.mask_updates(updates, ranks, form)
-    return optax.apply_updates(params, updates), opt
+  spec = StepSpec(task, plan, model, loss_of, optimizer, bs, form)
 
   def chunk(state, a, d, step0, steps):
     """Runs `steps` (traced) steps from global step `step0`."""
     per_model = None if same_frac else 0  # a model's batch index and n_train: shared, or its own
-    step_all = over_models(update, (None, 0, 0, 0, per_model, 0, 0, 0, 0, per_model, 0), per_pass, size)
+    step_all = over_models(functools.partial(train_step, spec), (None, 0, per_model, per_model), per_pass, size)
     # per model and step: batch sampling, augmentation and dropout draws (unused by deterministic tasks)
     noise = jax.vmap(lambda k: jax.random.split(k)[1])(a["data_keys"])
 
@@ -208,8 +228,9 @@ def make_cohort(plan, cohort, placement):
         fresh = lambda: jnp.where((batch == 0)[:, None], epoch_perm(a, step // a["batches"]), perm)
         perm = jax.lax.cond(jnp.any(batch == 0), fresh, lambda: perm)
       keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(noise)
-      params, opt = step_all(d, params, opt, perm, batch, a["train_idx"], a["ranks"], a["wd"], a["hyper"], n_train,
-                             keys)
+      m = {"params": params, "opt": opt, "perm": perm, "train_idx": a["train_idx"], "ranks": a["ranks"],
+           "wd": a["wd"], "hyper": a["hyper"], "key": keys}
+      params, opt = step_all(d, m, batch, n_train)
       return params, opt, perm
 
     # the epoch's permutation is carried from chunk to chunk: computing it costs ~5 s for 180 MNIST models on
