@@ -20,9 +20,7 @@ import sys
 import tarfile
 import time
 
-from dlgrok import signals
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from dlgrok import configs, signals
 TINY = "p=11,op=x+y,width=32,heads=2,batch_size=32,eval_points=6"
 PAPER_GROUPS = ("tok", "pos", "attn", "ffn", "out", "all")
 REMEDIES = "all,p100,usv,uv,diag,grokfast_ema,stablemax+orthograd,decay"
@@ -91,8 +89,8 @@ def log(out, text):
 
 
 def plan_of(experiment, arg):
-  from dlgrok import cohorts, configs
-  return cohorts.resolve(configs.load(os.path.join(ROOT, "experiments", experiment), arg))
+  from dlgrok import cohorts
+  return cohorts.resolve(configs.load(os.path.join(configs.EXPERIMENTS, experiment), arg))
 
 
 def warm_up(tiny):
@@ -162,8 +160,7 @@ def run_item(item, out, workdirs, deadline, stop=signals.never):
     t = time.time()
     budget = lambda: stop() or ("budget" if time.time() >= deadline else None)  # noqa: E731
     try:
-      from dlgrok import configs
-      train.run(configs.load(os.path.join(ROOT, "experiments", experiment), arg), workdir, stop=budget)
+      train.run(configs.load(os.path.join(configs.EXPERIMENTS, experiment), arg), workdir, stop=budget)
       status = "done"
     except train.Interrupted as e:
       if e.signal_name != "budget":
@@ -224,7 +221,7 @@ def throughput(out, tiny, peer):
            "2", "--chunks", "1"] if tiny else ["--models", "1,25,100,400", "--precisions", "highest,default"])
   args += ["--out", os.path.join(folder, "throughput.md")] + (["--peer", peer] if peer else [])
   t = time.time()
-  done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"), *args],
+  done = subprocess.run([sys.executable, os.path.join(configs.shipped("benchmarks"), "throughput.py"), *args],
                         capture_output=True, text=True)
   status = "done" if done.returncode == 0 else f"failed: {done.stderr.strip().splitlines()[-1:]}"
   text = open(os.path.join(folder, "throughput.md")).read() if os.path.exists(os.path.join(folder, "throughput.md")) else ""
