@@ -21,6 +21,7 @@ import tarfile
 import time
 
 from dlgrok import configs, signals
+
 TINY = "p=11,op=x+y,width=32,heads=2,batch_size=32,eval_points=6"
 PAPER_GROUPS = ("tok", "pos", "attn", "ffn", "out", "all")
 REMEDIES = "all,p100,usv,uv,diag,grokfast_ema,stablemax+orthograd,decay"
