@@ -41,7 +41,7 @@ def unreadable_directory(workdir):
 class Checkpointer:
   """Saves asynchronously when orbax's policy says so, keeps the latest `keep`, restores the newest readable."""
 
-  def __init__(self, workdir, keep=3, read_only=False, save_steps=(), minutes=None):
+  def __init__(self, workdir, keep=3, read_only=False, save_steps=(), minutes=None, fault=signals.never):
     decisions = [policies.SpecificStepsPolicy(frozenset(save_steps)), policies.PreemptionCheckpointingPolicy()]
     if minutes is not None:
       decisions.append(policies.ContinuousCheckpointingPolicy(minimum_interval_secs=int(60 * minutes)))
@@ -51,7 +51,7 @@ class Checkpointer:
                                            create=not read_only,
                                            save_decision_policy=policies.AnySavePolicy(decisions),
                                            async_options=ocp.AsyncOptions(post_finalization_callback=self._seal))
-    self.workdir, self.read_only, self.saving = workdir, read_only, None
+    self.workdir, self.read_only, self.saving, self.fault = workdir, read_only, None, fault
     self.manager = ocp.CheckpointManager(directory(workdir), item_handlers=ocp.StandardCheckpointHandler(),
                                          options=options)
 
@@ -72,7 +72,7 @@ class Checkpointer:
     state = jax.tree_util.tree_map(jnp.copy, state)
     self.saving = step
     with disk.writing(os.path.join(directory(self.workdir), str(step))):
-      signals.fault("write-checkpoint")
+      self.fault("write-checkpoint")
       return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def _seal(self):
@@ -83,7 +83,7 @@ class Checkpointer:
     tmp = [d for d in os.listdir(directory(self.workdir)) if d.startswith(f"{self.saving}.orbax-checkpoint-tmp")]
     if len(tmp) != 1:
       raise RuntimeError(f"checkpoint {self.saving}: expected one temporary directory, found {tmp}")
-    signals.fault("write-checksums")
+    self.fault("write-checksums")
     write_sums(os.path.join(directory(self.workdir), tmp[0]))
 
   def restore(self, abstract_state, step=None):

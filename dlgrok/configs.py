@@ -21,7 +21,15 @@ class ConfigError(ValueError):
   """A bad experiment argument or config value; the message names it and what is allowed."""
 
 
-EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+def shipped(name):
+  """The folder experiments/ or benchmarks/: inside the package where it is installed (pip install .), else the
+  checkout's, beside the package."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  inside = os.path.join(here, name)
+  return inside if os.path.isdir(inside) else os.path.join(os.path.dirname(here), name)
+
+
+EXPERIMENTS = shipped("experiments")
 TUPLES = {"ranks": int, "pcts": float, "weight_decays": float, "fracs": float, "ema_alphas": float,
           "ema_lambs": float, "ma_windows": int, "ma_lambs": float, "decays": float}  # tuples of numbers
 WORD_TUPLES = ("factorisations", "remedies")  # fields holding tuples of words
@@ -225,7 +233,11 @@ def base(**fields):
 
 
 def load(path, arg=""):
-  """get_config(arg) of the experiment file at `path`; ConfigError for a missing or broken file."""
+  """get_config(arg) of the experiment file at `path` (experiments/<family>.py, where no such file is here: the
+  one dlgrok ships); ConfigError for a missing or broken file."""
+  if not os.path.isfile(path) and os.path.dirname(os.path.normpath(path)) == "experiments":
+    ours = os.path.join(EXPERIMENTS, os.path.basename(path))
+    path = ours if os.path.isfile(ours) else path
   if not os.path.isfile(path):
     raise ConfigError(f"config file {path!r} not found; see experiments/ for the experiment files")
   if not path.endswith(".py"):

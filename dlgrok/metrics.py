@@ -44,8 +44,8 @@ class Writer:
   """Appends rows to <workdir>/metrics.jsonl and flushes after every write; a full disk raises disk.Full (a rerun
   drops the part of a row written)."""
 
-  def __init__(self, workdir):
-    self.path = path(workdir)
+  def __init__(self, workdir, fault=signals.never):
+    self.path, self.fault = path(workdir), fault
     with disk.writing(self.path):
       self._f = open(self.path, "a")
 
@@ -54,7 +54,7 @@ class Writer:
       for i, row in enumerate(rows):
         self._f.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
         if i == 0:
-          signals.fault("write-metrics")
+          self.fault("write-metrics")
       self._f.flush()
       os.fsync(self._f.fileno())
 

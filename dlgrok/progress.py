@@ -4,8 +4,6 @@ import time
 
 import numpy as np
 
-from dlgrok import signals
-
 
 def fmt_time(s):
   s = int(s)
@@ -21,8 +19,9 @@ class Progress:
 
   WINDOW = 600.0  # seconds of recent training whose rate the ETA uses
 
-  def __init__(self, total, n_models, every, eval_steps=()):
-    self.total, self.n_models, self.every = total, n_models, every
+  def __init__(self, total, n_models, every, eval_steps=(), continued=lambda: None):
+    """`continued()`: the time the process last came back from a pause (signals.Catcher.continued), or None."""
+    self.total, self.n_models, self.every, self.continued = total, n_models, every, continued
     self.t0, self.last = time.time(), 0.0
     self.train_rate = 0.0  # steps/s of the last train chunk alone
     self.eval_steps = sorted(eval_steps)
@@ -32,7 +31,7 @@ class Progress:
 
   def chunk_done(self, n, seconds):
     self.train_rate = n / max(seconds, 1e-9)
-    stopped = signals.continued() is not None
+    stopped = self.continued() is not None
     if self.first_chunk or stopped:
       self.first_chunk = False
       return

@@ -15,16 +15,13 @@ import gzip
 import importlib.metadata
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 
-from dlgrok import signals
+from dlgrok import configs, signals
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "p=11,op=x+y,width=32,heads=2,batch_size=32,eval_points=6"
 PAPER_GROUPS = ("tok", "pos", "attn", "ffn", "out", "all")
 REMEDIES = "all,p100,usv,uv,diag,grokfast_ema,stablemax+orthograd,decay"
@@ -93,8 +90,8 @@ def log(out, text):
 
 
 def plan_of(experiment, arg):
-  from dlgrok import cohorts, configs
-  return cohorts.resolve(configs.load(os.path.join(ROOT, "experiments", experiment), arg))
+  from dlgrok import cohorts
+  return cohorts.resolve(configs.load(os.path.join(configs.EXPERIMENTS, experiment), arg))
 
 
 def warm_up(tiny):
@@ -149,8 +146,9 @@ def fitted(item, speed, left):
   return dataclasses.replace(item, runs=[(name, experiment, ",".join(tokens))])
 
 
-def run_item(item, out, workdirs, deadline):
-  """Trains the item's runs (each resuming from its workdir), stopping at `deadline`; returns its report."""
+def run_item(item, out, workdirs, deadline, stop=signals.never):
+  """Trains the item's runs (each resuming from its workdir), stopping at `deadline`; returns its report. A reason
+  from `stop()` (a signal, where the command line catches them) ends the programme: Interrupted propagates."""
   from dlgrok import train
   report = {"runs": [], "stopped": None}
   for name, experiment, arg in item.runs:
@@ -160,19 +158,17 @@ def run_item(item, out, workdirs, deadline):
     if left <= 0:
       report["stopped"] = "the budget ran out before this run"
       break
-    timer = threading.Timer(left, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    timer.start()
     t = time.time()
+    budget = lambda: stop() or ("budget" if time.time() >= deadline else None)  # noqa: E731
     try:
-      from dlgrok import configs
-      train.run(configs.load(os.path.join(ROOT, "experiments", experiment), arg), workdir)
+      train.run(configs.load(os.path.join(configs.EXPERIMENTS, experiment), arg), workdir, stop=budget)
       status = "done"
     except train.Interrupted as e:
+      if e.signal_name != "budget":
+        log(out, f"  {name}: interrupted by {e.signal_name} at step {e.step}")
+        raise
       status = f"stopped by the budget at step {e.step} (rerun to continue)"
       report["stopped"] = status
-    finally:
-      timer.cancel()
-      signals.clear()
     report["runs"].append({"name": name, "command": cmd, "wall": time.time() - t, "status": status,
                            "workdir": workdir})
     log(out, f"  {name}: {status}, {time.time() - t:.0f} s")
@@ -226,7 +222,7 @@ def throughput(out, tiny, peer):
            "2", "--chunks", "1"] if tiny else ["--models", "1,25,100,400", "--precisions", "highest,default"])
   args += ["--out", os.path.join(folder, "throughput.md")] + (["--peer", peer] if peer else [])
   t = time.time()
-  done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"), *args],
+  done = subprocess.run([sys.executable, os.path.join(configs.shipped("benchmarks"), "throughput.py"), *args],
                         capture_output=True, text=True)
   status = "done" if done.returncode == 0 else f"failed: {done.stderr.strip().splitlines()[-1:]}"
   text = open(os.path.join(folder, "throughput.md")).read() if os.path.exists(os.path.join(folder, "throughput.md")) else ""
@@ -259,7 +255,9 @@ def pack(out):
     log(out, f"warning: results.tar.gz is {size / 2**20:.1f} MiB, over {MAX_FILE // 2**20} MiB")
 
 
-def main(argv=None):
+def main(argv=None, stop=signals.never):
+  """The programme `argv` asks for; `stop()` is the command line's signal (None until one arrives): it saves the
+  run in progress and exits 143 / 130 / 129 (rerun the same command to continue)."""
   from dlgrok import inputs
   ap = inputs.Parser(prog="python -m dlgrok.reproduce", description=__doc__.splitlines()[0])
   ap.add_argument("outdir", nargs="?", help="output folder (not needed with --list)")
@@ -283,12 +281,12 @@ def main(argv=None):
   if a.outdir is None:
     ap.error("OUTDIR is required (the folder for results.md, results.tar.gz and reproduce.log)")
   check(a)
-  installed = signals.install()  # the budget's SIGTERM stops a run cleanly (it saves); between runs it is cleared
+  from dlgrok import train
   try:
-    run_programme(a, programme, only)
-  finally:
-    if installed:
-      signals.uninstall()
+    run_programme(a, programme, only, stop)
+  except train.Interrupted as e:
+    log(a.outdir, f"interrupted by {e.signal_name}; rerun the same command to continue (each run resumes)")
+    sys.exit(signals.EXIT_CODES.get(e.signal_name, 1))
 
 
 def check(a):
@@ -303,7 +301,7 @@ def check(a):
   inputs.check_backend()
 
 
-def run_programme(a, programme, only):
+def run_programme(a, programme, only, stop=signals.never):
   start, deadline = time.time(), time.time() + 60 * a.budget
   os.makedirs(a.outdir, exist_ok=True)
   speed = warm_up(a.tiny)
@@ -330,7 +328,7 @@ def run_programme(a, programme, only):
     if item.name == "throughput":
       sections.append(throughput(a.outdir, a.tiny, a.peer))
     else:
-      sections.append(summarise(item, run_item(item, a.outdir, a.workdirs, deadline), a.outdir))
+      sections.append(summarise(item, run_item(item, a.outdir, a.workdirs, deadline, stop), a.outdir))
   with open(os.path.join(a.outdir, "results.md"), "w") as f:
     f.write(environment(speed, a.budget) + "\n".join(sections))
   pack(a.outdir)
@@ -339,4 +337,5 @@ def run_programme(a, programme, only):
 
 if __name__ == "__main__":
   from dlgrok import inputs
-  inputs.cli(main)
+  CATCHER = signals.Catcher().install()  # the command line's signals, and only there
+  inputs.cli(lambda: main(stop=CATCHER.received))

@@ -149,31 +149,24 @@ def prepare(config, workdir, allow_config_change=False):
   return plan
 
 
-def run(config, workdir, allow_config_change=False):
+def run(config, workdir, allow_config_change=False, stop=signals.never, hooks=signals.Hooks()):
   """Trains every cohort of `config` in `workdir` (config.json, metrics.jsonl, checkpoints/), resuming from the
-  newest checkpoint there; returns (plan, states). Raises Interrupted after saving on SIGTERM/SIGINT/SIGHUP."""
-  installed = signals.install()  # first: a signal during start-up is kept, and ends the run before training
-  try:
-    return _run(config, workdir, allow_config_change)
-  finally:
-    if installed:
-      signals.uninstall()
-
-
-def _run(config, workdir, allow_config_change):
-  signals.fault("start-up")
+  newest checkpoint there; returns (plan, states). `stop()` is asked after start-up and between chunks; once it
+  gives a reason (the CLI's: a signal's name; reproduce's: 'budget' too), the run saves and raises Interrupted.
+  `hooks`: progress's pause clock and the tests' faults."""
+  hooks.fault("start-up")
   check_writable(workdir)
   primary = jax.process_index() == 0  # only process 0 writes config.json and metrics.jsonl, and holds the lock
   with disk.writing(lock.path(workdir)):
     held = lock.acquire(workdir) if primary else None
   try:
-    return _locked(config, workdir, allow_config_change, primary)
+    return _locked(config, workdir, allow_config_change, primary, stop, hooks)
   finally:
     if held:
       lock.release(workdir, held)
 
 
-def _locked(config, workdir, allow_config_change, primary):
+def _locked(config, workdir, allow_config_change, primary, stop, hooks):
   plan = prepare(config, workdir, allow_config_change)
   c = plan.config
   print(describe(plan), flush=True)
@@ -182,13 +175,13 @@ def _locked(config, workdir, allow_config_change, primary):
     fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
     for k, f, s, a, p in zip(plan.cohorts, fns, fresh, arrays, places):
       check_memory(k, f, s, a, data, p)  # before anything is written
-  if signals.received():
-    raise Interrupted(signals.received())
+  if stop():
+    raise Interrupted(stop())
   # steps that already have rows are evaluated again if they come after the restored checkpoint, even where the
   # schedule has changed (--allow_config_change), so that resuming never loses a row
   written = shared(sorted(s for s in metrics.steps(workdir) if s <= plan.steps) if primary else [])
   ckpt = checkpoint.Checkpointer(workdir, save_steps=sorted(set(plan.eval_steps) | set(written)),
-                                 minutes=c.checkpoint_minutes)
+                                 minutes=c.checkpoint_minutes, fault=hooks.fault)
   sizes, record = [p.size for p in places], training_fields(c)
   writer = metrics.NullWriter()
   try:
@@ -207,30 +200,30 @@ def _locked(config, workdir, allow_config_change, primary):
         print(f"resumed from the checkpoint at step {step}", flush=True)
         states = [dict(jax.device_put(s, p.sharding), perm=f.perm_at(a, jnp.int32(step)))
                   for s, p, f, a in zip(saved, places, fns, arrays)]
-      if signals.received():
-        raise Interrupted(signals.received(), step)
+      if stop():
+        raise Interrupted(stop(), step)
       step = step or 0
       targets = sorted(set(plan.eval_steps) | {s for s in written if s >= step})
       wall0 = 0.0
       if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
         wall0 = metrics.truncate_from(workdir, step)
-        writer = metrics.Writer(workdir)
-      progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, targets)
+        writer = metrics.Writer(workdir, fault=hooks.fault)
+      progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, targets, hooks.continued)
 
       def save(force=False):
         if force or ckpt.due(step):
           ckpt.save(step, checkpoint.pack(step, states, arrays, sizes, record))
-          signals.fault("save")
+          hooks.fault("save")
           if step == 0:
             ckpt.wait()
-            signals.fault("saved-0")
+            hooks.fault("saved-0")
 
       for target in targets:
         if target < step:
           continue
         while step < target:
           n, t = progress.next_chunk(target - step), time.time()
-          signals.fault("target-chunk" if step + n == target else "chunk")
+          hooks.fault("target-chunk" if step + n == target else "chunk")
           states = [f.chunk(s, a, data, jnp.int32(step), jnp.int32(n)) for f, s, a in zip(fns, states, arrays)]
           jax.block_until_ready(states)
           progress.chunk_done(n, time.time() - t)
@@ -238,12 +231,13 @@ def _locked(config, workdir, allow_config_change, primary):
           if step < target:  # at the target the evaluation's line follows, with its accuracies
             progress(step)
           preempted = jax.process_count() > 1 and ckpt.manager.reached_preemption(step)
-          if signals.received() or preempted:
+          why = stop() or ("preemption" if preempted else None)
+          if why:
             save(force=True)
-            raise Interrupted(signals.received() or "preemption", step)
+            raise Interrupted(why, step)
           if step < target:
             save()
-        signals.fault("eval")
+        hooks.fault("eval")
         t = time.time()
         wall = wall0 + t - progress.t0
         rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
@@ -252,8 +246,8 @@ def _locked(config, workdir, allow_config_change, primary):
         progress.eval_done(time.time() - t)
         progress(step, progress_lib.mean_accs(rows), force=step == plan.steps)
         save()
-        if signals.received():
-          raise Interrupted(signals.received(), step)
+        if stop():
+          raise Interrupted(stop(), step)
   except BaseException as e:
     for finish in (writer.close, ckpt.wait, ckpt.close):  # without hiding `e`, unless the disk is full
       try:

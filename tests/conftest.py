@@ -3,6 +3,7 @@ import os
 # Tests run on the CPU; several virtual devices let multi-device code be tested too.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import collections  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
@@ -62,3 +63,18 @@ class Runner:
 @pytest.fixture
 def tiny():
   return tiny_config
+
+
+@pytest.fixture
+def compiles():
+  """compiles(name): how many executables XLA made for the jitted function `name` since the test began, compiled
+  or loaded from the persistent cache; a call that reuses one adds none."""
+  made = collections.Counter()
+
+  def listen(event, duration, fun_name="", **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      made[fun_name] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  yield lambda name: made[f"jit({name})"]
+  jax.monitoring.unregister_event_duration_listener(listen)

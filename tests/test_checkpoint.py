@@ -113,7 +113,7 @@ def test_allow_config_change_refuses_shape_changes_before_touching_anything(tmp_
   snapshot = {p: open(p, "rb").read() for p in (metrics.path(wd), os.path.join(wd, "config.json"))}
   ckpts = sorted(os.listdir(checkpoint.directory(wd)))
   for change in ({"group": "out"}, {"seeds": 3}, {"ranks": "r3"}, {"width": 16}):
-    with pytest.raises(configs.ConfigError) as e:
+    with pytest.raises(configs.ConfigError, match="cannot continue") as e:
       train.run(tiny_config(**dict(dict(group="tok", ranks="r4", baseline=False, steps=30.0), **change)), wd,
                 allow_config_change=True)
     key = next(iter(change))
@@ -167,7 +167,7 @@ def test_a_steps_change_keeps_every_row(tmp_path):
   train.run(cfg(), wd)  # evaluated at 0, 1, 4, 15, 60
   before = stripped_lines(wd)
   snapshot = {p: open(p, "rb").read() for p in (metrics.path(wd), os.path.join(wd, "config.json"))}
-  with pytest.raises(configs.ConfigError) as e:
+  with pytest.raises(configs.ConfigError, match="is below step 60") as e:
     train.run(cfg(steps=30.0), wd, allow_config_change=True)
   assert str(e.value) == (f"steps=30 is below step 60, which {wd} already reached; continue it with steps >= 60, "
                           "or use a new --workdir")
@@ -186,7 +186,7 @@ def test_the_checkpoint_records_its_config(tmp_path):
   train.run(cfg(), wd)
   os.remove(os.path.join(wd, "config.json"))
   rows = open(metrics.path(wd), "rb").read()
-  with pytest.raises(configs.ConfigError) as e:
+  with pytest.raises(configs.ConfigError, match="was made with another config") as e:
     train.run(cfg(lr=0.003), wd)
   assert str(e.value) == (f"checkpoint {ckdir}/5 was made with another config (lr: 0.001 -> 0.003); give the "
                           "config it was made with, or use a new --workdir")
@@ -196,7 +196,7 @@ def test_the_checkpoint_records_its_config(tmp_path):
   assert recorded["lr"] == 0.001 and recorded["seeds"] == 2 and "steps" not in recorded
   with open(os.path.join(wd, "config.json"), "w") as f:
     f.write("[]")
-  with pytest.raises(metrics.MetricsError) as e:
+  with pytest.raises(metrics.MetricsError, match=r"holds \[\], not a config") as e:
     train.run(cfg(), wd)
   assert str(e.value) == (f"{wd}/config.json holds [], not a config (a JSON object); restore it, or delete it to "
                           "continue this run with the config given")

@@ -88,7 +88,7 @@ def test_subfolder_and_search_order(tmp_path, monkeypatch):
 
 
 def test_missing_files_name_files_and_directories(tmp_path):
-  with pytest.raises(C.DataError) as e:
+  with pytest.raises(C.DataError, match="no such directory") as e:
     C.load(str(tmp_path / "none"))
   msg = str(e.value)
   assert f"{tmp_path / 'none'} (no such directory)" in msg and "need data_batch_1, data_batch_2" in msg
@@ -97,7 +97,7 @@ def test_missing_files_name_files_and_directories(tmp_path):
   os.remove(tmp_path / "d" / "data_batch_3")
   os.remove(tmp_path / "d" / "test_batch")
   (tmp_path / "d" / C.SUBDIR).mkdir()
-  with pytest.raises(C.DataError) as e:
+  with pytest.raises(C.DataError, match="missing data_batch_3") as e:
     C.load(str(tmp_path / "d"))
   msg = str(e.value)
   assert f"{tmp_path / 'd'} (missing data_batch_3, test_batch)" in msg

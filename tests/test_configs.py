@@ -115,3 +115,16 @@ def test_cli_default_workdir(tmp_path):
   assert lines[0] == "2 models in 2 cohorts (baseline: 1; ffn: 1); 3 steps, 3 evaluations"
   steps = [int(l.split()[1].split("/")[0]) for l in lines[1:] if l.startswith("step ")]
   assert steps == sorted(set(steps)) and steps[-1] == 3 and "model-steps/s" in lines[-1]  # no line twice
+
+
+def test_experiments_dir_falls_back_to_the_shipped_files(tmp_path, monkeypatch):
+  """--config=experiments/X.py from a directory without experiments/ reads the file dlgrok ships; a file that is
+  there wins, and a name dlgrok does not ship stays not found."""
+  monkeypatch.chdir(tmp_path)
+  assert configs.load("experiments/mod97.py", "tok,r3").ranks == (3,)
+  (tmp_path / "experiments").mkdir()
+  (tmp_path / "experiments" / "mod97.py").write_text(
+      "from dlgrok import configs\ndef get_config(arg):\n  return configs.base(task='mine')\n")
+  assert configs.load("experiments/mod97.py", "tok").task == "mine"
+  with pytest.raises(configs.ConfigError, match="'experiments/nosuch.py' not found"):
+    configs.load("experiments/nosuch.py")

@@ -3,11 +3,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import experiment
+from dlgrok import cohorts
 from dlgrok import decompose as D
 
 
 def test_table1_token_embedding_counts():
-  assert 99 * 128 == 12672
+  """The paper's model holds a 99 x 128 token table (vocabulary p + 2): 12672 parameters dense."""
+  plan = cohorts.resolve(experiment("mod97", "tok,r12"))
+  model = plan.task.model(plan.config, (), plan.data)
+  x = plan.task.prepare(jnp.asarray(plan.data.x[:1]))
+  params = jax.eval_shape(lambda k: D.factorise(model.init(k, x)["params"], plan.cohorts[1].max_ranks),
+                          jax.random.PRNGKey(0))
+  table = D.count_params(params, plan.cohorts[1].models[0].layer_ranks)[0]["tok_emb/embedding"]
+  assert table == {"dense": 12672, "trained": 2868, "inference": D.inference_params(99, 128, 12)}
   assert [D.factor_params(99, 128, k) for k in (12, 25, 50, 74, 99)] == [2868, 6300, 13850, 22274, 32274]
 
 

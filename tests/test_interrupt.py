@@ -3,7 +3,7 @@ again, gives the metrics (less wall-clock fields) and final parameters of an uni
 a run beside which a second one was started on the same workdir (that one exits at once).
 
 The named moments are reached with DLGROK_FAULT=MOMENT:N:SIGNAL (the run signals itself the N-th time it gets
-there); the randomised ones signal the run from outside after a random delay.
+there); the randomised ones signal the run from outside at a random moment before it ends.
 """
 import os
 import random
@@ -105,17 +105,22 @@ def test_interrupted_at_a_named_moment_resumes_identically(tmp_path, reference, 
 
 @pytest.mark.parametrize("trial", [pytest.param(0)] + [pytest.param(i, marks=pytest.mark.slow) for i in range(1, 8)])
 def test_interrupted_at_a_random_moment_resumes_identically(tmp_path, reference, trial):
-  """The signal comes from outside after a random delay: anywhere in start-up, training, evaluation, saving."""
+  """The signal comes from outside at a random moment, during start-up or a random time after one of the first
+  progress lines (in training, an evaluation or a save), and lands before the run ends: the run stops there."""
   rng = random.Random(trial)
   sig = (signal.SIGTERM, signal.SIGKILL)[trial % 2]
+  lines = rng.randrange(0, 6)  # stdout lines to wait for; 0: during start-up
   wd = str(tmp_path)
   proc = subprocess.Popen(CMD + [f"--workdir={wd}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
-  time.sleep(rng.uniform(1.0, 12.0))
+  seen = [proc.stdout.readline() for _ in range(lines)]
+  time.sleep(rng.uniform(0.0, 0.2) if lines else rng.uniform(0.5, 2.0))
   proc.send_signal(sig)
-  _, err = proc.communicate(timeout=600)
-  assert proc.returncode in (0, 143, -signal.SIGKILL), err  # 0: it had finished already
-  assert "Traceback" not in err
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == {signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}[sig], (seen, out, err)
+  assert "Traceback" not in err and f"step {EVAL[-1]}/{EVAL[-1]}" not in "".join(seen) + out
+  if sig == signal.SIGTERM:
+    assert re.search(r"interrupted by SIGTERM (during start-up|at step \d+; saved)", err), err
   again = cli(wd)
   assert again.returncode == 0, again.stderr
   same_as_reference(wd, reference)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from dlgrok import lab_plots, plot
-from test_plot import cell_texts, diverge, rewrite
+from helpers import cell_texts, diverge, rewrite
 
 
 CSTEPS = [0, 10, 100, 1000, 10000]

@@ -16,7 +16,7 @@ def test_a_held_lock_is_refused_naming_its_holder(tmp_path):
   with open(lock.path(wd)) as f:
     me = json.load(f)
   assert me["pid"] == os.getpid() and me["host"] == socket.gethostname()
-  with pytest.raises(lock.Busy) as e:
+  with pytest.raises(lock.Busy, match="is in use by another run") as e:
     lock.acquire(wd)
   assert str(e.value) == (f"{wd} is in use by another run (pid {os.getpid()} on host {me['host']}, since "
                           f"{me['since']}); wait for it to end or stop it, or use another --workdir (if no run uses "

@@ -10,31 +10,14 @@ import optax
 import pytest
 
 from conftest import ROOT, Runner as runner, experiment as get_config
+from helpers import idx_bytes, write, write_mnist
 from dlgrok import cohorts, configs, decompose, tasks
 from dlgrok.data import mnist
 
 REAL = os.path.join(ROOT, "..", "shared", "data", "mnist")
 
 
-def idx_bytes(a, code=0x08):
-  a = np.asarray(a)
-  return bytes([0, 0, code, a.ndim]) + np.array(a.shape, ">u4").tobytes() + a.astype(mnist.DTYPES[code]).tobytes()
 
-
-def write(path, data):
-  with (gzip.open if path.endswith(".gz") else open)(path, "wb") as f:
-    f.write(data)
-
-
-def write_mnist(d, n_train=64, n_test=32, gz=True):
-  """Random 28x28 images with labels 0..9 in the four standard IDX files."""
-  os.makedirs(d, exist_ok=True)
-  rng = np.random.default_rng(0)
-  arrays = {"train_x": rng.integers(0, 256, (n_train, 28, 28)), "train_y": np.arange(n_train) % 10,
-            "test_x": rng.integers(0, 256, (n_test, 28, 28)), "test_y": (np.arange(n_test) * 3) % 10}
-  for k, base in mnist.FILES.items():
-    write(os.path.join(d, base + (".gz" if gz else "")), idx_bytes(arrays[k]))
-  return arrays
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +74,7 @@ def test_missing_files_name_files_and_directories(tmp_path, monkeypatch):
   repo = tmp_path / "work" / "repo"
   repo.mkdir(parents=True)
   monkeypatch.chdir(repo)
-  with pytest.raises(configs.ConfigError) as e:
+  with pytest.raises(configs.ConfigError, match="no such directory") as e:
     cohorts.resolve(get_config("mnist_grok", "l1"))
   msg = str(e.value)
   assert f"{tmp_path / 'work' / 'shared' / 'data' / 'mnist'} (no such directory)" in msg

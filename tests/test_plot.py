@@ -8,6 +8,7 @@ import pytest
 from matplotlib.collections import PathCollection
 
 from dlgrok import analysis, factors, plot
+from helpers import cell_texts, diverge, rewrite
 
 STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
 LAYERS = ["block_0/ffn/fc1", "out", "tok_emb"]
@@ -214,24 +215,6 @@ def test_gzipped_metrics_read_like_plain(tmp_path):
   assert metrics.read(d) == rows == metrics.read(os.path.join(d, "metrics.jsonl.gz"))
   np.testing.assert_allclose(plot.accuracy_figure(plot.load([d]), "all").axes[0].get_lines()[1].get_ydata(),
                              mean_of(rows, "none", "full", "test_acc")[1:])
-
-
-def rewrite(d, rows):
-  with open(os.path.join(d, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-
-
-def diverge(rows, step):
-  """Rows from `step` on as train writes a diverged model's: null accuracies, losses, gap and stable ranks."""
-  for r in rows:
-    if r["step"] >= step:
-      r.update(diverged=True, train_acc=None, test_acc=None, train_loss=None, test_loss=None, gap=None,
-               stable_rank=dict.fromkeys(r["stable_rank"]))
-  return rows
-
-
-def cell_texts(ax, j, i=0):
-  return [t.get_text() for t in ax.texts if t.get_position() == (j, i)]
 
 
 def test_legend_names_the_star_only_where_one_is_drawn(tmp_path):

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from dlgrok import cohorts, progress
+from dlgrok import cohorts, progress, signals
 
 
 def simulate(monkeypatch, steps, rate, per_eval, compile_s, schedule):
@@ -52,12 +52,12 @@ def test_the_eta_follows_the_last_ten_minutes_of_training():
 
 def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch):
   now = [1000.0]
-  monkeypatch.setattr(progress.time, "time", lambda: now[0])  # the time module itself: signals' clock too
-  installed = progress.signals.install()  # False where an earlier test in this process left it installed
-  assert signal.getsignal(signal.SIGCONT) is progress.signals._handle
-  progress.signals.continued()  # forget any earlier SIGCONT
+  monkeypatch.setattr(progress.time, "time", lambda: now[0])  # the time module itself: the catcher's clock too
+  before = signal.getsignal(signal.SIGCONT)
+  catcher = signals.Catcher().install()
   try:
-    p = progress.Progress(total=10000, n_models=4, every=1.0)
+    assert signal.getsignal(signal.SIGCONT) == catcher._handle
+    p = progress.Progress(total=10000, n_models=4, every=1.0, continued=catcher.continued)
     for _ in range(11):  # the first (compiling) chunk, then 10 steps/s
       now[0] += 10
       p.chunk_done(100, 10.0)
@@ -66,5 +66,5 @@ def test_a_stop_and_continue_is_left_out_of_the_eta(monkeypatch):
     p.chunk_done(100, 3610.0)
     assert progress.fmt_time(p.eta(1200)) == progress.fmt_time(8800 / 10)  # 10 steps/s as before the pause
   finally:
-    if installed:
-      progress.signals.uninstall()
+    catcher.uninstall()
+  assert signal.getsignal(signal.SIGCONT) == before

@@ -135,7 +135,7 @@ def test_command(doc, kind, command, room, capsys):
   argv = shlex.split(command)
   if argv[:3] == ["python", "-m", "dlgrok.main"]:
     args = argv[3:]
-    config = main_cli.preflight(args)
+    config = main_cli.parse(args).config
     assert config is not None
     if not needs_missing_data(args):
       with inside(room):  # what --dry_run checks, less the earlier run (the room's tiny one) in its workdir

@@ -6,6 +6,7 @@ import tarfile
 import pytest
 
 from dlgrok import inputs, reproduce
+from helpers import write_mnist
 
 ITEMS = ["throughput", "grid80", "remedies", "precision", "phase", "grid65", "f50", "appe"]
 
@@ -51,7 +52,6 @@ def test_one_tiny_item_and_what_does_not_fit(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_every_item_at_toy_size(tmp_path, monkeypatch):
-  from test_mnist import write_mnist
   write_mnist(str(tmp_path / "data" / "mnist"), n_train=600, n_test=100)  # App. E's tiny runs read 512 of them
   monkeypatch.setenv("DLGROK_DATA", str(tmp_path / "data"))
   out = tmp_path / "out"

@@ -93,7 +93,7 @@ def test_windows():
 
 
 def test_missing_file_names_file_and_directories(tmp_path, monkeypatch):
-  with pytest.raises(S.DataError) as e:
+  with pytest.raises(S.DataError, match="need input.txt") as e:
     S.read(str(tmp_path / "nowhere"))
   msg = str(e.value)
   assert "need input.txt" in msg and f"{tmp_path / 'nowhere'} (no such directory)" in msg
@@ -103,7 +103,7 @@ def test_missing_file_names_file_and_directories(tmp_path, monkeypatch):
   (tmp_path / "work" / "repo").mkdir(parents=True)
   (tmp_path / "work" / "shared" / "data" / "tinyshakespeare").mkdir(parents=True)
   monkeypatch.chdir(tmp_path / "work" / "repo")
-  with pytest.raises(S.DataError) as e:
+  with pytest.raises(S.DataError, match="missing input.txt") as e:
     S.find()
   msg = str(e.value)
   assert f"{tmp_path / 'work' / 'shared' / 'data' / 'tinyshakespeare'} (missing input.txt)" in msg

@@ -76,30 +76,15 @@ def test_vmapped_equals_one_by_one(tmp_path):
       assert abs(v - y["stable_rank"][layer]) <= 1e-5, layer
 
 
-def chunk_compilations(monkeypatch):
-  """Counts, through JAX's own cache, the compilations of every train chunk the runs of a test make."""
-  made = []
-  real = loop.make_cohort
-
-  def counting(*args):
-    fns = real(*args)
-    made.append(fns)
-    return fns
-
-  monkeypatch.setattr(loop, "make_cohort", counting)
-  return lambda: [f.chunk._cache_size() for f in made if f.chunk._cache_size()]  # the memory estimate's: traced only
-
-
-def test_tiny_config_learns_with_one_compilation(tmp_path, monkeypatch):
-  compiled = chunk_compilations(monkeypatch)
+def test_tiny_config_learns_with_one_compilation(tmp_path, compiles):
   train.run(tiny_config(steps=500.0, eval_points=12, baseline=False, group="ffn", ranks="r16"), str(tmp_path / "a"))
   rows = metrics.read(str(tmp_path / "a"))
   last = [r for r in rows if r["step"] == 500]
   assert len(last) == 2 and min(r["train_acc"] for r in last) >= 0.99
   assert len({r["step"] for r in rows}) == len(cohorts.eval_steps(500, 12)) > 10
-  assert compiled() == [1]  # ~12 chunk lengths, one program
+  assert compiles("chunk") == 1  # ~12 chunk lengths, one program
   train.run(tiny_config(steps=500.0, eval_points=3, baseline=False, group="ffn", ranks="r16"), str(tmp_path / "b"))
-  assert compiled() == [1, 1]
+  assert compiles("chunk") == 2
 
 
 def test_data_are_loaded_once_per_run(tmp_path, monkeypatch):
@@ -135,7 +120,7 @@ def test_eval_steps_log_spaced():
   assert s == sorted(set(s))
 
 
-def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypatch):
+def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypatch, compiles):
   """With a (faked) device limit, a cohort XLA expects not to fit stops before anything is written, naming how
   many models fit; one that fits trains with no extra compilation."""
   config = tiny_config(group="attn", ranks="r8", baseline=False)
@@ -146,15 +131,16 @@ def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypat
   limit = int(0.6 * est)  # one of the two models fits
   monkeypatch.setattr(memory, "device_memory", lambda: (None, limit))
   monkeypatch.setattr(memory, "check", lambda plan, limit=None: None)  # the shape estimate's gate: its own tests
-  with pytest.raises(configs.ConfigError) as e:
+  with pytest.raises(configs.ConfigError, match="models fit per device") as e:
     train.run(config, str(tmp_path / "w"))
   fit = int(re.search(r"about (\d+) models fit per device", str(e.value)).group(1))
   assert fit == int(0.95 * limit / (est / 2)) == 1 and "cohort 'attn': 2 models on 1 device(s)" in str(e.value)
   assert not (tmp_path / "w").exists()
+  made = compiles("chunk")  # this test's estimate, and the refused run's
   monkeypatch.setattr(memory, "device_memory", lambda: (None, 100 * est))
   train.check_memory(r.cohort, r.fns, state, r.a, r.data, loop.Placement.of(r.plan.config, 2))
   jax.block_until_ready(r.chunk(state, 0, 5))
-  assert r.fns.chunk._cache_size() == 1  # the estimate's compilation is the one training uses
+  assert compiles("chunk") == made == 2  # the estimate's compilation is the one training uses
 
 
 def test_diverged_model_rows_are_null_and_valid_json(tmp_path, capsys):
