@@ -1,0 +1,217 @@
+"""Every file dlgrok reads or writes in a workdir, local or on an object store (gs://bucket/...), through one path
+type: etils.epath, which orbax uses too.
+
+A local path keeps plain file semantics (fsync, atomic rename, append, hard links). On a bucket nothing is
+renamed or appended: a whole write is one upload (readers see the old object or the new one), an append uploads
+the new bytes as a part object and composes it onto the file (also atomic), and an exclusive create is an upload
+with ifGenerationMatch=0. The store's client (gcsfs) is imported only for a remote path.
+"""
+import os
+import shutil
+import tempfile
+
+from etils import epath
+
+# GCS composes at most 1024 components into one object; an appended file is written whole again before that.
+MAX_PARTS = 512
+
+
+def remote(p):
+  return "://" in os.fspath(p)
+
+
+def path(p):
+  return epath.Path(p)
+
+
+def join(p, *parts):
+  if remote(p):
+    return "/".join([os.fspath(p).rstrip("/"), *parts])
+  return os.path.join(p, *parts)
+
+
+def absolute(p):
+  return os.fspath(p) if remote(p) else os.path.abspath(p)
+
+
+def parent(p):
+  return os.fspath(p).rstrip("/").rsplit("/", 1)[0] if remote(p) else os.path.dirname(p)
+
+
+def basename(p):
+  return os.fspath(p).rstrip("/").rsplit("/", 1)[-1] if remote(p) else os.path.basename(os.path.normpath(p))
+
+
+def _fs(p):
+  """The fsspec filesystem epath uses for remote `p`; one clear line when its package is missing."""
+  from etils.epath import backend  # pylint: disable=g-import-not-at-top
+  try:
+    return backend.fsspec_backend.fs(os.fspath(p))
+  except (ImportError, ValueError) as e:
+    raise OSError(f"{p}: this store needs its fsspec package (gs://: pip install -e '.[gcs]', which installs gcsfs): "
+                  f"{e}") from None
+
+
+def _key(p):
+  return os.fspath(p).split("://", 1)[1]
+
+
+def exists(p):
+  return os.path.exists(p) if not remote(p) else path(p).exists()
+
+
+def lexists(p):
+  return os.path.lexists(p) if not remote(p) else path(p).exists()
+
+
+def isdir(p):
+  return os.path.isdir(p) if not remote(p) else path(p).is_dir()
+
+
+def isfile(p):
+  return os.path.isfile(p) if not remote(p) else path(p).is_file()
+
+
+def listdir(p):
+  """Names in directory `p` (a remote prefix: the names below it)."""
+  if not remote(p):
+    return os.listdir(p)
+  return [c.name for c in path(p).iterdir()]
+
+
+def makedirs(p):
+  """Creates directory `p` and its parents (on a bucket there are no directories: nothing to do)."""
+  if not remote(p):
+    os.makedirs(p, exist_ok=True)
+
+
+def open_file(p, mode="r"):
+  return open(p, mode) if not remote(p) else path(p).open(mode)
+
+
+def read_bytes(p):
+  return path(p).read_bytes()
+
+
+def read_text(p):
+  return path(p).read_text()
+
+
+def mtime(p):
+  return os.path.getmtime(p) if not remote(p) else path(p).stat().mtime
+
+
+def size(p):
+  return os.path.getsize(p) if not remote(p) else path(p).stat().length
+
+
+def write(p, data):
+  """Writes `data` (str or bytes) to `p` whole: readers and a kill see the old file or the new one, never a part.
+  Locally: a temporary file beside it, synced, then renamed; on a bucket: one upload."""
+  data = data.encode() if isinstance(data, str) else data
+  if remote(p):
+    path(p).write_bytes(data)
+    return
+  with open(p + ".tmp", "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(p + ".tmp", p)
+
+
+def remove(p):
+  if not remote(p):
+    os.remove(p)
+  else:
+    path(p).unlink()
+
+
+def rmdir_if_empty(p):
+  """Removes directory `p` if it is empty (a bucket has no empty directories)."""
+  if not remote(p):
+    try:
+      os.rmdir(p)
+    except OSError:
+      pass
+
+
+def move(src, dst):
+  """Moves file or directory `src` to `dst` (on a bucket: each object copied, then deleted)."""
+  if not remote(src):
+    shutil.move(src, dst)
+  else:
+    path(src).rename(dst)
+
+
+def create(p, data):
+  """Writes `data` to `p` only if `p` does not exist, atomically; False if it exists. Locally: written whole under a
+  private name, then hard-linked into place (atomic on NFS too); on a bucket: an upload with ifGenerationMatch=0."""
+  data = data.encode() if isinstance(data, str) else data
+  if remote(p):
+    try:
+      _fs(p).pipe_file(_key(p), data, mode="create")
+      return True
+    except FileExistsError:
+      return False
+  fd, mine = tempfile.mkstemp(prefix=os.path.basename(p) + ".", dir=os.path.dirname(p) or ".")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    try:
+      os.link(mine, p)
+      return True
+    except FileExistsError:
+      return False
+  finally:
+    os.remove(mine)
+
+
+class Appender:
+  """Appends to file `p`, each write whole once it returns (`sync`: fsynced locally). Locally one open file; on a
+  bucket each write is a part object composed onto `p` (atomic), and `p` is written whole again every MAX_PARTS
+  writes, within GCS's limit on components."""
+
+  def __init__(self, p, sync=True):
+    self.path, self.sync, self.parts = p, sync, 0
+    if remote(p):
+      self._file, self._exists = None, exists(p)
+    else:
+      self._file = open(p, "ab")
+
+  def write(self, pieces, between=None):
+    """Appends the strings `pieces`; `between()` is called after the first one is written (a test's fault)."""
+    pieces = [x.encode() if isinstance(x, str) else x for x in pieces]
+    if self._file is not None:
+      for i, piece in enumerate(pieces):
+        self._file.write(piece)
+        if i == 0 and between:
+          between()
+      self._file.flush()
+      if self.sync:
+        os.fsync(self._file.fileno())
+      return
+    if between:
+      between()
+    data = b"".join(pieces)
+    fs, key = _fs(self.path), _key(self.path)
+    if not self._exists:
+      fs.pipe_file(key, data)
+      self._exists = True
+      return
+    fs.pipe_file(key + ".part", data)
+    fs.merge(key, [key, key + ".part"])
+    self.parts += 1
+    if self.parts >= MAX_PARTS:
+      fs.pipe_file(key, fs.cat_file(key))
+      self.parts = 0
+
+  def close(self):
+    if self._file is not None:
+      self._file.close()
+    elif self.parts:
+      try:
+        _fs(self.path).rm_file(_key(self.path) + ".part")
+      except FileNotFoundError:
+        pass
