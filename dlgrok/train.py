@@ -12,6 +12,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from dlgrok import checkpoint, cohorts, configs, disk, lock, loop, memory, metrics, signals
+from dlgrok import workdir as wd
 from dlgrok import progress as progress_lib
 
 
@@ -33,6 +34,8 @@ ALLOWED_CHANGES = ("steps", "eval_points", "eval_spacing", "eval_chunk", "model_
 
 def check_writable(workdir):
   """Refuses a workdir that is a file or cannot be written (nothing is created), before any loading."""
+  if wd.remote(workdir):
+    return check_bucket(workdir)
   probe = os.path.abspath(workdir)
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)
@@ -49,12 +52,23 @@ def check_writable(workdir):
       raise configs.ConfigError(f"workdir {workdir!r}: {p} is not writable")
 
 
+def check_bucket(workdir):
+  """Refuses a remote workdir whose bucket cannot be listed (missing, no access) or that is an object."""
+  bucket = "/".join(workdir.split("/")[:3])
+  try:
+    wd.listdir(bucket)
+    if wd.isfile(workdir):
+      raise configs.ConfigError(f"workdir {workdir!r} is an object, not a folder")
+  except OSError as e:
+    raise configs.ConfigError(f"workdir {workdir!r}: cannot list {bucket} ({type(e).__name__}: {e})") from None
+
+
 def check_workdir(config, workdir, allow_config_change=False):
   """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message);
   --allow_config_change lets only ALLOWED_CHANGES differ. Fields the earlier run did not have yet (added in a later
   version of dlgrok) are not compared."""
-  p = os.path.join(workdir, "config.json")
-  if not os.path.exists(p):
+  p = wd.join(workdir, "config.json")
+  if not wd.exists(p):
     return
   old = json.loads(json.dumps(configs.upgrade(metrics.load_config(workdir))))
   new = json.loads(json.dumps(as_json(config)))
@@ -104,12 +118,9 @@ def training_fields(config):
 
 
 def write_config(config, workdir):
-  p = os.path.join(workdir, "config.json")
-  with disk.writing(p), open(p + ".tmp", "w") as f:  # then renamed: config.json is whole or the old one
-    json.dump(as_json(config), f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(p + ".tmp", p)
+  p = wd.join(workdir, "config.json")
+  with disk.writing(p):  # whole: config.json is the new one or the old one
+    wd.write(p, json.dumps(as_json(config), indent=2, sort_keys=True))
 
 
 def shared(values):

@@ -21,6 +21,8 @@ def remote(p):
 
 
 def path(p):
+  if remote(p):
+    _fs(p)  # a missing client package as one line
   return epath.Path(p)
 
 
@@ -77,6 +79,14 @@ def listdir(p):
   if not remote(p):
     return os.listdir(p)
   return [c.name for c in path(p).iterdir()]
+
+
+def files(p):
+  """Paths (with "/") of every file below directory `p`, relative to it."""
+  if not remote(p):
+    return [os.path.relpath(os.path.join(root, f), p) for root, _, names in os.walk(p) for f in names]
+  prefix = _key(p).rstrip("/") + "/"
+  return [k[len(prefix):] for k in _fs(p).find(prefix) if k.startswith(prefix)]
 
 
 def makedirs(p):
