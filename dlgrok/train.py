@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dlgrok import checkpoint, cohorts, configs, disk, lock, loop, memory, metrics, signals
+from dlgrok import checkpoint, cohorts, configs, disk, events, lock, loop, memory, metrics, signals
 from dlgrok import workdir as wd
 from dlgrok import progress as progress_lib
 
@@ -201,7 +201,7 @@ def _locked(config, workdir, allow_config_change, primary):
   ckpt = checkpoint.Checkpointer(workdir, save_steps=sorted(set(plan.eval_steps) | set(written)),
                                  minutes=c.checkpoint_minutes)
   sizes, record = [p.size for p in places], training_fields(c)
-  writer = metrics.NullWriter()
+  writer, curves = metrics.NullWriter(), metrics.NullWriter()
   try:
     with jax.default_matmul_precision(c.matmul_precision):
       try:
@@ -225,7 +225,7 @@ def _locked(config, workdir, allow_config_change, primary):
       wall0 = 0.0
       if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
         wall0 = metrics.truncate_from(workdir, step)
-        writer = metrics.Writer(workdir)
+        writer, curves = metrics.Writer(workdir), events.Writer(workdir)
       progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, targets)
 
       def save(force=False):
@@ -260,13 +260,14 @@ def _locked(config, workdir, allow_config_change, primary):
         rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
                 for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a, data)), wall)]
         writer.write(rows)
+        curves.write(rows)
         progress.eval_done(time.time() - t)
         progress(step, progress_lib.mean_accs(rows), force=step == plan.steps)
         save()
         if signals.received():
           raise Interrupted(signals.received(), step)
   except BaseException as e:
-    for finish in (writer.close, ckpt.wait, ckpt.close):  # without hiding `e`, unless the disk is full
+    for finish in (writer.close, curves.close, ckpt.wait, ckpt.close):  # without hiding `e`, unless the disk is full
       try:
         finish()
       except Exception as later:  # noqa: BLE001
@@ -274,6 +275,7 @@ def _locked(config, workdir, allow_config_change, primary):
           raise later from e
     raise
   writer.close()
+  curves.close()
   ckpt.wait()
   ckpt.close()
   return plan, states

@@ -6,6 +6,8 @@ renamed or appended: a whole write is one upload (readers see the old object or 
 the new bytes as a part object and composes it onto the file (also atomic), and an exclusive create is an upload
 with ifGenerationMatch=0. The store's client (gcsfs) is imported only for a remote path.
 """
+import asyncio
+import hashlib
 import os
 import shutil
 import tempfile
@@ -56,6 +58,12 @@ def _fs(p):
 
 def _key(p):
   return os.fspath(p).split("://", 1)[1]
+
+
+def _part(p):
+  """The key of the part object appended to `p` (a name that readers of its folder skip, TensorBoard included)."""
+  name = hashlib.sha1(basename(p).encode()).hexdigest()[:12]
+  return _key(parent(p)) + f"/_part_{name}"
 
 
 def exists(p):
@@ -210,8 +218,8 @@ class Appender:
       fs.pipe_file(key, data)
       self._exists = True
       return
-    fs.pipe_file(key + ".part", data)
-    fs.merge(key, [key, key + ".part"])
+    fs.pipe_file(_part(self.path), data)
+    fs.merge(key, [key, _part(self.path)])
     self.parts += 1
     if self.parts >= MAX_PARTS:
       fs.pipe_file(key, fs.cat_file(key))
@@ -222,6 +230,51 @@ class Appender:
       self._file.close()
     elif self.parts:
       try:
-        _fs(self.path).rm_file(_key(self.path) + ".part")
+        _fs(self.path).rm_file(_part(self.path))
       except FileNotFoundError:
         pass
+
+
+class Appenders:
+  """Appends to many new files at once (TensorBoard's event files; none exists before its first write). Locally
+  each is opened, written and closed; on a bucket the parts are uploaded together, then composed together."""
+
+  def __init__(self):
+    self.parts = {}  # path -> parts composed onto it since it was last written whole
+    self.dirty = set()  # paths with a part object left
+
+  def write(self, data):
+    """Appends data[path] (bytes) to each path."""
+    if not data:
+      return
+    first = next(iter(data))
+    if not remote(first):
+      for p, d in data.items():
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "ab") as f:
+          f.write(d)
+      return
+    fs = _fs(first)
+    old = [p for p in data if p in self.parts]
+    fs.pipe({(_part(p) if p in self.parts else _key(p)): d for p, d in data.items()})
+    self._sync(fs, [fs._merge(_key(p), [_key(p), _part(p)]) for p in old])  # pylint: disable=protected-access
+    for p in data:
+      self.parts[p] = self.parts[p] + 1 if p in self.parts else 0
+    self.dirty.update(old)
+    full = [p for p in old if self.parts[p] >= MAX_PARTS]
+    if full:
+      fs.pipe({_key(p): d for p, d in fs.cat([_key(p) for p in full]).items()})
+      self.parts.update(dict.fromkeys(full, 0))
+
+  @staticmethod
+  def _sync(fs, coroutines):
+    from fsspec import asyn  # pylint: disable=g-import-not-at-top
+    if coroutines:
+      async def together():
+        await asyncio.gather(*coroutines)
+      asyn.sync(fs.loop, together)
+
+  def close(self):
+    if self.dirty:
+      _fs(next(iter(self.dirty))).rm(sorted({_part(p) for p in self.dirty}))
+      self.dirty.clear()
