@@ -60,10 +60,11 @@ def _key(p):
   return os.fspath(p).split("://", 1)[1]
 
 
-def _part(p):
-  """The key of the part object appended to `p` (a name that readers of its folder skip, TensorBoard included)."""
-  name = hashlib.sha1(basename(p).encode()).hexdigest()[:12]
-  return _key(parent(p)) + f"/_part_{name}"
+def _part(p, shared=False):
+  """The key of the part object appended to `p`: named after p's name, or `shared` by the folder's appended files
+  (one a process; the next process overwrites what a killed one left). Readers skip the name, TensorBoard too."""
+  name = "" if shared else "_" + hashlib.sha1(basename(p).encode()).hexdigest()[:12]
+  return _key(parent(p)) + f"/_part{name}"
 
 
 def exists(p):
@@ -192,7 +193,7 @@ class Appender:
   writes, within GCS's limit on components."""
 
   def __init__(self, p, sync=True):
-    self.path, self.sync, self.parts = p, sync, 0
+    self.path, self.sync, self.parts, self.dirty = p, sync, 0, False
     if remote(p):
       self._file, self._exists = None, exists(p)
     else:
@@ -220,7 +221,7 @@ class Appender:
       return
     fs.pipe_file(_part(self.path), data)
     fs.merge(key, [key, _part(self.path)])
-    self.parts += 1
+    self.parts, self.dirty = self.parts + 1, True
     if self.parts >= MAX_PARTS:
       fs.pipe_file(key, fs.cat_file(key))
       self.parts = 0
@@ -228,16 +229,15 @@ class Appender:
   def close(self):
     if self._file is not None:
       self._file.close()
-    elif self.parts:
-      try:
-        _fs(self.path).rm_file(_part(self.path))
-      except FileNotFoundError:
-        pass
+    elif self.dirty:
+      _fs(self.path).rm_file(_part(self.path))
+      self.dirty = False
 
 
 class Appenders:
-  """Appends to many new files at once (TensorBoard's event files; none exists before its first write). Locally
-  each is opened, written and closed; on a bucket the parts are uploaded together, then composed together."""
+  """Appends to many new files at once, at most one a folder (TensorBoard's event files; none exists before its
+  first write). Locally each is opened, written and closed; on a bucket the parts are uploaded together, then
+  composed together."""
 
   def __init__(self):
     self.parts = {}  # path -> parts composed onto it since it was last written whole
@@ -256,14 +256,14 @@ class Appenders:
       return
     fs = _fs(first)
     old = [p for p in data if p in self.parts]
-    fs.pipe({(_part(p) if p in self.parts else _key(p)): d for p, d in data.items()})
-    self._sync(fs, [fs._merge(_key(p), [_key(p), _part(p)]) for p in old])  # pylint: disable=protected-access
+    fs.pipe({(_part(p, True) if p in self.parts else _key(p)): d for p, d in data.items()})
+    self._sync(fs, [fs._merge(_key(p), [_key(p), _part(p, True)]) for p in old])  # pylint: disable=protected-access
     for p in data:
       self.parts[p] = self.parts[p] + 1 if p in self.parts else 0
     self.dirty.update(old)
     full = [p for p in old if self.parts[p] >= MAX_PARTS]
     if full:
-      fs.pipe({_key(p): d for p, d in fs.cat([_key(p) for p in full]).items()})
+      fs.pipe(fs.cat([_key(p) for p in full]))
       self.parts.update(dict.fromkeys(full, 0))
 
   @staticmethod
@@ -276,5 +276,5 @@ class Appenders:
 
   def close(self):
     if self.dirty:
-      _fs(next(iter(self.dirty))).rm(sorted({_part(p) for p in self.dirty}))
+      _fs(next(iter(self.dirty))).rm(sorted({_part(p, True) for p in self.dirty}))
       self.dirty.clear()
