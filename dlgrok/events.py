@@ -2,11 +2,13 @@
 
 <workdir>/tensorboard/<cohort>/model_<i>: per model, accuracy/train, accuracy/test, loss/train, loss/test and
 stable_rank/<layer> (nothing at an evaluation where it has diverged); <cohort>/mean: the means over the cohort's
-models that have not diverged, and `diverged`, how many have. A resumed run writes a new file; TensorBoard drops
-the steps it evaluates again from the older one (its out-of-order purge).
+models that have not diverged, and `diverged`, how many have. Each process writes new files, which begin with a
+SessionLog START at the step it trains from: TensorBoard's reader then drops the older files' values from that step
+on, which a resumed run evaluates again.
 
 The format: TFRecord framing (length, masked CRC-32C, data, masked CRC-32C) around `Event` protocol buffers
-(wall_time = 1, step = 2, file_version = 3, summary = 5; Summary.Value: tag = 1, simple_value = 2).
+(wall_time = 1, step = 2, file_version = 3, summary = 5, session_log = 7; Summary.Value: tag = 1, simple_value = 2;
+SessionLog: status = 1, START = 1).
 """
 import math
 import os
@@ -61,11 +63,13 @@ def _bytes_field(number, payload):
   return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def event(step, wall, scalars=None, version=None):
-  """One serialised Event: a file's version line, or `scalars` ({tag: float}) at `step`."""
+def event(step, wall, scalars=None, version=None, start=False):
+  """One serialised Event: a file's version line, a SessionLog START, or `scalars` ({tag: float}) at `step`."""
   out = b"\x09" + struct.pack("<d", wall) + b"\x10" + _varint(step)
   if version:
     out += _bytes_field(3, version.encode())
+  if start:
+    out += _bytes_field(7, b"\x08\x01")
   if scalars:
     values = b"".join(_bytes_field(1, _bytes_field(1, tag.encode()) + b"\x15" + struct.pack("<f", v))
                       for tag, v in scalars.items())
@@ -95,8 +99,8 @@ def mean_scalars(rows):
 class Writer:
   """Appends each evaluation's rows to the run's event files (one new file per run directory per process)."""
 
-  def __init__(self, workdir):
-    self.root = wd.join(workdir, FOLDER)
+  def __init__(self, workdir, step=0):
+    self.root, self.step = wd.join(workdir, FOLDER), step
     self.name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
     self.files, self.started = wd.Appenders(), set()
 
@@ -110,7 +114,9 @@ class Writer:
     data = {}
     for run, (step, scalars) in by_run.items():
       p = wd.join(run, self.name)
-      out = b"" if p in self.started else record(event(0, wall, version="brain.Event:2"))
+      out = b""
+      if p not in self.started:
+        out = record(event(0, wall, version="brain.Event:2")) + record(event(self.step, wall, start=True))
       self.started.add(p)
       if scalars:
         out += record(event(step, wall, scalars))

@@ -225,7 +225,7 @@ def _locked(config, workdir, allow_config_change, primary):
       wall0 = 0.0
       if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
         wall0 = metrics.truncate_from(workdir, step)
-        writer, curves = metrics.Writer(workdir), events.Writer(workdir)
+        writer, curves = metrics.Writer(workdir), events.Writer(workdir, step)
       progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, targets)
 
       def save(force=False):
