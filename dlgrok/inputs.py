@@ -18,7 +18,7 @@ class NothingYet(InputError):
   """Nothing to show yet (a run's first minute): said in one line, exit status 1."""
 
 
-ERRORS = (InputError, configs.ConfigError, decompose.DecomposeError, metrics.MetricsError)
+ERRORS = (InputError, configs.ConfigError, decompose.DecomposeError, metrics.MetricsError, wd.NoClient)
 
 
 def cli(main):

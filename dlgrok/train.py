@@ -61,6 +61,8 @@ def check_bucket(workdir):
       raise configs.ConfigError(f"workdir {workdir!r} is an object, not a folder")
   except OSError as e:
     raise configs.ConfigError(f"workdir {workdir!r}: cannot list {bucket} ({type(e).__name__}: {e})") from None
+  except wd.NoClient as e:
+    raise configs.ConfigError(str(e)) from None
 
 
 def check_workdir(config, workdir, allow_config_change=False):

@@ -14,6 +14,10 @@ import tempfile
 
 from etils import epath
 
+class NoClient(ValueError):
+  """The package that speaks a remote path's protocol is not installed."""
+
+
 # GCS composes at most 1024 components into one object; an appended file is written whole again before that.
 MAX_PARTS = 512
 
@@ -52,8 +56,8 @@ def _fs(p):
   try:
     return backend.fsspec_backend.fs(os.fspath(p))
   except (ImportError, ValueError) as e:
-    raise OSError(f"{p}: this store needs its fsspec package (gs://: pip install -e '.[gcs]', which installs gcsfs): "
-                  f"{e}") from None
+    raise NoClient(f"{p}: reading or writing there needs its fsspec package (for gs://: pip install -e '.[gcs]', "
+                   f"which installs gcsfs); {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def _key(p):

@@ -173,3 +173,14 @@ def test_a_missing_bucket_is_one_line(gcs, tmp_path):
   assert done.returncode == 2 and done.stderr.startswith("error: workdir 'gs://no-such-bucket/run': cannot list "
                                                           "gs://no-such-bucket"), done.stderr
   assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("module", ["main", "plot"])
+def test_without_gcsfs_a_bucket_is_one_line_naming_the_extra(module):
+  call = ("from dlgrok import main; sys.argv = ['main', '" + CONFIG + "', '--workdir=gs://b/run']; main.run()"
+          if module == "main" else "from dlgrok import inputs, plot; inputs.cli(lambda: plot.main(['gs://b/run']))")
+  done = subprocess.run([sys.executable, "-c", f"import sys; sys.modules['gcsfs'] = None; {call}"], env=CLI_ENV,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 2, done.stderr
+  assert done.stderr.startswith("error: gs://b") and "pip install -e '.[gcs]', which installs gcsfs" in done.stderr
+  assert len(done.stderr.strip().splitlines()) == 1, done.stderr
