@@ -159,11 +159,13 @@ def rmdir_if_empty(p):
 
 
 def move(src, dst):
-  """Moves file or directory `src` to `dst` (on a bucket: each object copied, then deleted)."""
+  """Moves file or directory `src` to `dst` (on a bucket: every object copied, then the originals deleted)."""
   if not remote(src):
     shutil.move(src, dst)
-  else:
-    path(src).rename(dst)
+    return
+  fs = _fs(src)
+  fs.copy(_key(src), _key(dst), recursive=True)  # all copied before anything is deleted
+  fs.rm(_key(src), recursive=True)
 
 
 def create(p, data):

@@ -111,7 +111,7 @@ def test_inspect_plot_and_sweep_status_read_the_bucket(gcs, resumed):
   done = cli(gcs, [sys.executable, "-m", "dlgrok.inspect", resumed, "--model", "3", "--json"])
   assert done.returncode == 0, done.stderr
   out = json.loads(done.stdout)
-  assert out["step"] == 300 and out["model"]["index"] == 3
+  assert out["step"] == 300 and list(out["details"]) == ["3"] and out["workdir"] == resumed
   done = cli(gcs, [sys.executable, "-m", "dlgrok.plot", resumed, "--table"])
   assert done.returncode == 0, done.stderr
   pngs = [line for line in done.stdout.splitlines() if line.endswith(".png")]
