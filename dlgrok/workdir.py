@@ -51,10 +51,16 @@ def basename(p):
 
 
 def _fs(p):
-  """The fsspec filesystem epath uses for remote `p`; one clear line when its package is missing."""
+  """The fsspec filesystem epath uses for remote `p`, without its listings cache; one clear line when its package
+  is missing."""
   from etils.epath import backend  # pylint: disable=g-import-not-at-top
   try:
-    return backend.fsspec_backend.fs(os.fspath(p))
+    fs = backend.fsspec_backend.fs(os.fspath(p))
+    if getattr(fs, "dircache", None) is not None and fs.dircache.use_listings_cache:
+      # other processes and tensorstore (orbax's arrays) write there too: a cached listing would go stale
+      fs.dircache.use_listings_cache = False
+      fs.dircache.clear()
+    return fs
   except (ImportError, ValueError) as e:
     raise NoClient(f"{p}: reading or writing there needs its fsspec package (for gs://: pip install -e '.[gcs]', "
                    f"which installs gcsfs); {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -107,6 +107,7 @@ def test_tensorboard_reads_the_curves_from_the_bucket(gcs, resumed):
     assert "stable_rank/block_0/ffn/fc1" in acc.Tags()["scalars"]
 
 
+@pytest.mark.slow
 def test_inspect_plot_and_sweep_status_read_the_bucket(gcs, resumed):
   done = cli(gcs, [sys.executable, "-m", "dlgrok.inspect", resumed, "--model", "3", "--json"])
   assert done.returncode == 0, done.stderr
