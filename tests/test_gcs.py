@@ -1,11 +1,13 @@
 """Workdirs on gs://, end to end through the CLI against a GCS emulator on 127.0.0.1 (tests/gcs.py): a run killed
-at a save and rerun equals the same run in a local folder (metrics less wall, final parameters), metrics.jsonl
-whole and duplicate-free; an unreadable checkpoint is moved aside on the bucket; inspect, plot and sweep --status
-read it; the lock, appends and TensorBoard's reader on a bucket."""
+at a save (quick) or stopped by SIGTERM (slow) and rerun equals the same run in a local folder (metrics less wall,
+final parameters), metrics.jsonl whole and duplicate-free; an unreadable checkpoint is moved aside on the bucket
+(slow); inspect, plot and sweep --status read it (slow); the lock, appends and TensorBoard's reader on a bucket."""
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -124,6 +126,17 @@ def test_inspect_plot_and_sweep_status_read_the_bucket(gcs, resumed):
 
 
 @pytest.mark.slow
+def test_a_run_on_gs_stopped_by_sigterm_and_rerun_equals_the_local_run(gcs, reference):
+  run = f"gs://{gcs_lib.BUCKET}/term"
+  first = cli(gcs, CMD + [f"--workdir={run}"], fault="chunk:3:SIGTERM")
+  assert first.returncode == 143 and "interrupted by SIGTERM at step" in first.stderr, first.stderr
+  assert not wd.exists(lock.path(run))  # released on the way out
+  again = cli(gcs, CMD + [f"--workdir={run}"])
+  assert again.returncode == 0 and "taking over" not in again.stderr, again.stderr
+  assert_same(run, reference)
+
+
+@pytest.mark.slow
 def test_an_unreadable_checkpoint_is_moved_aside_on_the_bucket_and_the_run_redone(gcs, reference):
   run = f"gs://{gcs_lib.BUCKET}/corrupt"
   assert cli(gcs, CMD + [f"--workdir={run}"]).returncode == 0
@@ -167,6 +180,21 @@ def test_appending_on_a_bucket_composes_and_rewrites_whole_in_time(gcs, monkeypa
   many.close()
   assert [wd.read_text(f"gs://{gcs_lib.BUCKET}/many/{k}/f") for k in "xy"] == ["x0x1x2", "y0y1y2"]
   assert sorted(wd.files(f"gs://{gcs_lib.BUCKET}/many")) == ["x/f", "y/f"]
+
+
+def test_reproduce_logs_and_packs_its_results_on_a_bucket(gcs):
+  from dlgrok import reproduce
+  out = f"gs://{gcs_lib.BUCKET}/results"
+  wd.write(f"{out}/items/grid80/table.md", "| a |\n")
+  wd.write(f"{out}/items/grid80/run/config.json", "{}")
+  reproduce.log(out, "one")
+  reproduce.log(out, "two")
+  reproduce.pack(out)
+  assert wd.read_text(f"{out}/reproduce.log") == "one\ntwo\n"
+  with tarfile.open(fileobj=io.BytesIO(wd.read_bytes(f"{out}/results.tar.gz"))) as tar:
+    assert sorted(tar.getnames()) == ["items/grid80/run/config.json", "items/grid80/table.md"]
+    assert tar.extractfile("items/grid80/table.md").read() == b"| a |\n"
+  assert sorted(wd.listdir(out)) == ["reproduce.log", "results.tar.gz"]
 
 
 def test_a_missing_bucket_is_one_line(gcs, tmp_path):
