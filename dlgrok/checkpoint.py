@@ -11,7 +11,6 @@ to <workdir>/checkpoints-unreadable/ for a human to look at.
 import hashlib
 import json
 import os
-import shutil
 import warnings
 
 import jax
@@ -21,7 +20,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from dlgrok import disk, signals
+from dlgrok import disk, signals, workdir as wd
 
 SUMS = "sha256.json"
 
@@ -31,11 +30,11 @@ class Mismatch(ValueError):
 
 
 def directory(workdir):
-  return os.path.abspath(os.path.join(workdir, "checkpoints"))
+  return wd.absolute(wd.join(workdir, "checkpoints"))
 
 
 def unreadable_directory(workdir):
-  return os.path.abspath(os.path.join(workdir, "checkpoints-unreadable"))
+  return wd.absolute(wd.join(workdir, "checkpoints-unreadable"))
 
 
 class Checkpointer:
@@ -71,19 +70,22 @@ class Checkpointer:
     # A copy: the train loop donates the state's buffers to the next chunk while orbax may still read them.
     state = jax.tree_util.tree_map(jnp.copy, state)
     self.saving = step
-    with disk.writing(os.path.join(directory(self.workdir), str(step))):
+    with disk.writing(wd.join(directory(self.workdir), str(step))):
       self.fault("write-checkpoint")
       return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def _seal(self):
-    """Writes the checksums into the finished save's temporary directory, which orbax then renames to <step>:
-    a checkpoint has its checksums from the moment it exists."""
+    """Writes the checksums into the finished save's temporary directory, which orbax then renames to <step>
+    (on a bucket: <step> itself, which orbax then commits with commit_success.txt): a checkpoint has its
+    checksums from the moment it exists."""
     if jax.process_index() != 0:
       return
+    self.fault("write-checksums")
+    if wd.remote(self.workdir):
+      return write_sums(wd.join(directory(self.workdir), str(self.saving)))
     tmp = [d for d in os.listdir(directory(self.workdir)) if d.startswith(f"{self.saving}.orbax-checkpoint-tmp")]
     if len(tmp) != 1:
       raise RuntimeError(f"checkpoint {self.saving}: expected one temporary directory, found {tmp}")
-    self.fault("write-checksums")
     write_sums(os.path.join(directory(self.workdir), tmp[0]))
 
   def restore(self, abstract_state, step=None):
@@ -94,7 +96,7 @@ class Checkpointer:
     steps = [step] if step is not None else self.steps()[::-1]
     for s in steps:
       try:
-        check_sums(os.path.join(directory(self.workdir), str(s)))
+        check_sums(wd.join(directory(self.workdir), str(s)))
         meta = self.manager.item_metadata(s)
         tree = getattr(meta, "tree", meta)
         if tree is None:
@@ -125,7 +127,7 @@ class Checkpointer:
                   "trying an older one")
 
   def wait(self):
-    with disk.writing(os.path.join(directory(self.workdir), str(self.saving))):
+    with disk.writing(wd.join(directory(self.workdir), str(self.saving))):
       self.manager.wait_until_finished()
 
   def close(self):
@@ -176,12 +178,13 @@ def restore_into(ckpt, states, arrays, sizes, host, step=None, config=None):
 
 
 def move_aside(workdir, step):
-  """Moves checkpoints/<step> to checkpoints-unreadable/<step>[.N] and returns the new path."""
-  os.makedirs(unreadable_directory(workdir), exist_ok=True)
-  dest, n = os.path.join(unreadable_directory(workdir), str(step)), 1
-  while os.path.exists(dest):
-    dest, n = os.path.join(unreadable_directory(workdir), f"{step}.{n}"), n + 1
-  shutil.move(os.path.join(directory(workdir), str(step)), dest)
+  """Moves checkpoints/<step> to checkpoints-unreadable/<step>[.N] and returns the new path (on a bucket: every
+  object copied, then deleted)."""
+  wd.makedirs(unreadable_directory(workdir))
+  dest, n = wd.join(unreadable_directory(workdir), str(step)), 1
+  while wd.exists(dest):
+    dest, n = wd.join(unreadable_directory(workdir), f"{step}.{n}"), n + 1
+  wd.move(wd.join(directory(workdir), str(step)), dest)
   return dest
 
 
@@ -204,33 +207,27 @@ def _sums(where):
   """SHA-256 of every file in the item directories (the step directory's own files, orbax's step metadata and
   commit marker, are written after the checksums)."""
   out = {}
-  for root, _, files in os.walk(where):
-    for f in files if root != where else ():
-      with open(os.path.join(root, f), "rb") as fh:
-        out[os.path.relpath(os.path.join(root, f), where)] = hashlib.file_digest(fh, "sha256").hexdigest()
+  for name in wd.files(where):
+    if "/" in name:
+      with wd.open_file(wd.join(where, name), "rb") as fh:
+        out[name] = hashlib.file_digest(fh, "sha256").hexdigest()
   return out
 
 
 def write_sums(where):
-  """Writes <where>/sha256.json: every file's SHA-256 (made whole under another name, then renamed)."""
-  tmp = os.path.join(where, SUMS + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(_sums(where), f, indent=0, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, os.path.join(where, SUMS))
+  """Writes <where>/sha256.json whole: every file's SHA-256."""
+  wd.write(wd.join(where, SUMS), json.dumps(_sums(where), indent=0, sort_keys=True))
 
 
 def check_sums(where):
   """Raises ValueError naming a file of checkpoint `where` that differs from its sha256.json, or a file added or
   missing; a checkpoint without sha256.json (older, or killed before writing it) passes."""
-  p = os.path.join(where, SUMS)
-  if not os.path.exists(p):
+  p = wd.join(where, SUMS)
+  if not wd.exists(p):
     return
-  with open(p) as f:
-    want = json.load(f)
+  want = json.loads(wd.read_text(p))
   have = _sums(where)
   bad = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
   if bad:
-    raise ValueError(f"{os.path.join(where, bad[0])} does not match its checksum in {p}"
+    raise ValueError(f"{wd.join(where, bad[0])} does not match its checksum in {p}"
                      + (f" ({len(bad) - 1} more files)" if len(bad) > 1 else ""))

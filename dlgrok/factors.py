@@ -1,15 +1,15 @@
 """<workdir>/factors.npz, written by `inspect --factors` and read by `plot` for the App. C figures (16-19): keys
 'm{model}/{layer}/U|S|Vt' of factorised layers, and 'm{model}/{layer}/A' of the same layers in dense models."""
-import os
+import io
 
 import jax
 import numpy as np
 
-from dlgrok import analysis, decompose
+from dlgrok import analysis, decompose, workdir as wd
 
 
 def path(workdir):
-  return os.path.join(workdir, "factors.npz")
+  return wd.join(workdir, "factors.npz")
 
 
 def write(workdir, plan, params, models=None):
@@ -28,16 +28,18 @@ def write(workdir, plan, params, models=None):
           continue
         parts = dict(zip(("U", "S", "Vt"), decompose.as_usv(leaf))) if decompose.is_factor(leaf) else {"A": leaf}
         arrays.update({f"m{index}/{layer}/{k}": np.asarray(v) for k, v in parts.items()})
-  np.savez_compressed(path(workdir), **arrays)
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, **arrays)
+  wd.write(path(workdir), buffer.getvalue())
   return path(workdir)
 
 
 def read(workdir, rows, label):
   """{layer: [(label(group, rank), [(U, S, Vt, k), ...]), ...]} of <workdir>/factors.npz, baselines first (their
   dense matrices as their SVD, k None); dense layers of decomposed models are left out."""
-  if not os.path.exists(path(workdir)):
+  if not wd.exists(path(workdir)):
     return {}
-  data = np.load(path(workdir))
+  data = np.load(io.BytesIO(wd.read_bytes(path(workdir))))
   info = {r["model"]: r for r in rows if r["run"] == workdir}
   found = {}
   for key in data.files:

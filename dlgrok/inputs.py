@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from dlgrok import configs, decompose, metrics
+from dlgrok import configs, decompose, metrics, workdir as wd
 
 NAME_MAX = 255  # bytes in one path component on Linux file systems
 
@@ -18,7 +18,7 @@ class NothingYet(InputError):
   """Nothing to show yet (a run's first minute): said in one line, exit status 1."""
 
 
-ERRORS = (InputError, configs.ConfigError, decompose.DecomposeError, metrics.MetricsError)
+ERRORS = (InputError, configs.ConfigError, decompose.DecomposeError, metrics.MetricsError, wd.NoClient)
 
 
 def cli(main):
@@ -47,7 +47,7 @@ def check_path(path, what):
     if len(os.fsencode(part)) > NAME_MAX:
       raise InputError(f"{what} {short(path)!r}: the name {short(part, 30)!r} is {len(os.fsencode(part))} bytes "
                        f"long, over the file system's limit of {NAME_MAX}; use a shorter name")
-  if os.path.islink(path) and not os.path.exists(path):
+  if not wd.remote(path) and os.path.islink(path) and not os.path.exists(path):
     raise InputError(f"{what} {path!r} is a symbolic link to {os.readlink(path)!r}, which does not exist; "
                      "create its target or give another path")
 
@@ -56,13 +56,15 @@ def check_output(path, what, directory):
   """Refuses an output path that cannot be created: a file where a directory goes (or the reverse), a file on
   the way to it, or a parent that cannot be written. Creates nothing."""
   check_path(path, what)
-  if os.path.exists(path):
-    if os.path.isdir(path) != directory:
-      kind = "a directory" if os.path.isdir(path) else "a file"
+  if wd.exists(path):
+    if wd.isdir(path) != directory:
+      kind = "a directory" if wd.isdir(path) else "a file"
       raise InputError(f"{what} {path!r} is {kind}, not {'a directory' if directory else 'a file'}; "
                        "give another path")
-    if not os.access(path, os.W_OK):
+    if not wd.remote(path) and not os.access(path, os.W_OK):
       raise InputError(f"{what} {path!r} is not writable")
+    return
+  if wd.remote(path):  # a bucket's permissions show when it is written
     return
   probe = os.path.dirname(os.path.abspath(path))
   while not os.path.lexists(probe):
@@ -76,12 +78,12 @@ def check_output(path, what, directory):
 def run_config(workdir):
   """The config.json dict of a run directory that plot or inspect reads; InputError naming what is wrong."""
   check_path(workdir, "workdir")
-  if not os.path.exists(workdir):
+  if not wd.exists(workdir):
     raise InputError(f"workdir {workdir!r} does not exist; give a run directory that python -m dlgrok.main wrote")
-  if not os.path.isdir(workdir):
+  if not wd.isdir(workdir):
     raise InputError(f"workdir {workdir!r} is a file, not a run directory")
-  p = os.path.join(workdir, "config.json")
-  if not os.path.exists(p):
+  p = wd.join(workdir, "config.json")
+  if not wd.exists(p):
     raise InputError(f"{workdir} has no config.json: not a run directory, or its run has not started yet")
   return read_config(p)
 
@@ -89,11 +91,10 @@ def run_config(workdir):
 def read_config(p, need="task"):
   """config.json as a dict; InputError for a directory, unreadable bytes, or JSON that is not an object with the
   field `need`."""
-  if os.path.isdir(p):
+  if wd.isdir(p):
     raise InputError(f"{p} is a directory, not a file; move it away (a run writes its config there)")
   try:
-    with open(p, "rb") as f:
-      d = json.loads(f.read().decode("utf-8"))
+    d = json.loads(wd.read_bytes(p).decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise InputError(f"{p} is not valid JSON ({type(e).__name__}); restore it from a copy (python -m dlgrok.main "
                      "writes a new one where there is none)") from None
@@ -108,16 +109,16 @@ def check_workdir_contents(workdir):
   """Refuses a workdir whose config.json, metrics.jsonl or checkpoints are of the wrong kind (a directory for a
   file or the reverse), or whose config.json cannot be read; nothing is changed."""
   check_path(workdir, "workdir")
-  if not os.path.isdir(workdir):
+  if not wd.isdir(workdir):
     return
   for name, directory in (("config.json", False), ("metrics.jsonl", False), ("checkpoints", True)):
-    p = os.path.join(workdir, name)
-    if os.path.lexists(p) and os.path.isdir(p) != directory:
-      kind = "a directory" if os.path.isdir(p) else ("a dangling link" if not os.path.exists(p) else "a file")
+    p = wd.join(workdir, name)
+    if wd.lexists(p) and wd.isdir(p) != directory:
+      kind = "a directory" if wd.isdir(p) else ("a dangling link" if not wd.exists(p) else "a file")
       raise InputError(f"{p} is {kind}, not {'a directory' if directory else 'a file'}; move it away or give "
                        "another --workdir")
-  if os.path.exists(os.path.join(workdir, "config.json")):
-    read_config(os.path.join(workdir, "config.json"))
+  if wd.exists(wd.join(workdir, "config.json")):
+    read_config(wd.join(workdir, "config.json"))
 
 
 def check_backend():

@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
 from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, inputs, loop
+from dlgrok import workdir as wd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +38,9 @@ def saved_steps(workdir):
   """The steps of the checkpoints in `workdir` (InputError where there are none), read from the directory names
   before anything is loaded."""
   d = checkpoint.directory(workdir)
-  if os.path.lexists(d) and not os.path.isdir(d):
+  if wd.lexists(d) and not wd.isdir(d):
     raise inputs.InputError(f"{d} is a file, not the directory of checkpoints; move it away")
-  steps = sorted(int(s) for s in os.listdir(d) if s.isdigit()) if os.path.isdir(d) else []
+  steps = sorted(int(s) for s in wd.listdir(d) if s.isdigit()) if wd.isdir(d) else []
   if not steps:
     raise inputs.InputError(f"no checkpoint in {d} yet; a run saves its first at step 0")
   return steps
@@ -158,7 +159,7 @@ def export(run, index, k, path):
   after = test_accuracy(run, j, i, dense)
   try:
     with ocp.StandardCheckpointer() as ckptr:
-      ckptr.save(os.path.abspath(path), {"params": dense}, force=True)
+      ckptr.save(wd.absolute(path), {"params": dense}, force=True)
       ckptr.wait_until_finished()
   except OSError as e:
     raise inputs.InputError(f"--export {path}: cannot write it ({e.strerror or e})") from None
@@ -182,8 +183,8 @@ def main(argv=None):
     ap.error("--export needs --rank K")
   if a.export:
     inputs.check_output(a.export, "--export", directory=True)  # orbax writes a directory there
-  if a.factors and os.path.isdir(a.workdir):
-    inputs.check_output(os.path.join(a.workdir, "factors.npz"), "--factors", directory=False)
+  if a.factors and wd.isdir(a.workdir):
+    inputs.check_output(wd.join(a.workdir, "factors.npz"), "--factors", directory=False)
   inputs.check_backend()
   out, run = report(a.workdir, a.step, a.model)
   if a.export:

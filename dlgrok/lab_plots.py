@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, figstyle
+from dlgrok import analysis, figstyle, workdir as wd
 
 REMEDY_NAMES = {"grokfast_ema": "grokfast EMA", "grokfast_ma": "grokfast MA", "stablemax": "StableMax",
                 "orthograd": "⊥Grad", "adam_l2": "Adam + L2", "warm0": "warm-up from 0"}
@@ -105,8 +105,7 @@ def compare_table(rows):
 
 def write_compare_table(rows, out):
   text = compare_table(rows)
-  with open(os.path.join(out, "compare.md"), "w") as f:
-    f.write(text + "\n")
+  wd.write(wd.join(out, "compare.md"), text + "\n")
   print(text)
 
 

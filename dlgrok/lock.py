@@ -1,9 +1,10 @@
 """One writer per workdir: <workdir>/lock names the run that holds it (host, pid, process start, since).
 
-The lock file is made whole under a private name and then hard-linked to `lock`: the link fails if `lock` exists,
-atomically, also on NFS. A lock whose process is gone (same host, pid not alive or started at another time: a
+The lock is created only if `lock` does not exist, atomically (workdir.create: locally a hard link, also atomic on
+NFS; on a bucket an upload with ifGenerationMatch=0). A lock whose process is gone (same host, pid not alive or started at another time: a
 killed run) is taken over with one line saying so; one held on another host is only ever released by its run or
-by hand. Readers (inspect, plot) take no lock.
+by hand; on a bucket taking over a stale lock is a delete and a create, so two runs of one host racing for it
+in the same moment can both read their own lock back (only then). Readers (inspect, plot) take no lock.
 """
 import datetime
 import json
@@ -11,7 +12,7 @@ import os
 import socket
 import sys
 
-from dlgrok import configs
+from dlgrok import configs, workdir as wd
 
 
 class Busy(configs.ConfigError):
@@ -19,7 +20,7 @@ class Busy(configs.ConfigError):
 
 
 def path(workdir):
-  return os.path.join(workdir, "lock")
+  return wd.join(workdir, "lock")
 
 
 def _start_ticks(pid):
@@ -48,8 +49,7 @@ def _alive(holder):
 
 def _read(p):
   try:
-    with open(p) as f:
-      holder = json.load(f)
+    holder = json.loads(wd.read_text(p))
     return holder if isinstance(holder, dict) else {}
   except FileNotFoundError:
     return None
@@ -65,29 +65,24 @@ def describe(holder):
 def acquire(workdir):
   """Takes the workdir's lock (creating the workdir) or raises Busy naming the run that holds it; returns what
   release() needs."""
-  created = not os.path.isdir(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  created = not wd.isdir(workdir)
+  wd.makedirs(workdir)
   p = path(workdir)
   me = {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_ticks(os.getpid()),
         "since": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
-  mine = f"{p}.{me['host']}.{me['pid']}"
-  with open(mine, "w") as f:
-    json.dump(me, f)
-    f.flush()
-    os.fsync(f.fileno())
-  try:
-    for _ in range(3):
-      try:
-        os.link(mine, p)
-        return me, created
-      except FileExistsError:
-        pass
-      holder = _read(p)
-      if holder is None:
-        continue  # released meanwhile
-      if holder.get("host") != me["host"] or _alive(holder) or not holder:
-        raise Busy(f"{workdir} is in use by another run ({describe(holder)}); wait for it to end or stop it, or "
-                   f"use another --workdir (if no run uses it, delete {p})")
+  for _ in range(3):
+    if wd.create(p, json.dumps(me)):
+      return me, created
+    holder = _read(p)
+    if holder is None:
+      continue  # released meanwhile
+    if holder.get("host") != me["host"] or _alive(holder) or not holder:
+      raise Busy(f"{workdir} is in use by another run ({describe(holder)}); wait for it to end or stop it, or "
+                 f"use another --workdir (if no run uses it, delete {p})")
+    if wd.remote(p):
+      if _read(p) == holder:
+        wd.remove(p)
+    else:
       stale = f"{p}.stale.{me['pid']}"
       os.rename(p, stale)
       if _read(stale) != holder:  # another run took it over between the read and the rename: give it back
@@ -97,19 +92,14 @@ def acquire(workdir):
           os.remove(stale)
         continue
       os.remove(stale)
-      print(f"taking over the lock of a run that no longer runs ({describe(holder)})", file=sys.stderr, flush=True)
-    raise Busy(f"{workdir}: could not take {p}; try again")
-  finally:
-    os.remove(mine)
+    print(f"taking over the lock of a run that no longer runs ({describe(holder)})", file=sys.stderr, flush=True)
+  raise Busy(f"{workdir}: could not take {p}; try again")
 
 
 def release(workdir, held):
   """Removes the lock if it is still this run's, and the workdir if acquire() made it and it stayed empty."""
   me, created = held
   if _read(path(workdir)) == me:
-    os.remove(path(workdir))
+    wd.remove(path(workdir))
   if created:
-    try:
-      os.rmdir(workdir)
-    except OSError:
-      pass
+    wd.rmdir_if_empty(workdir)

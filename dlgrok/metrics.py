@@ -1,11 +1,11 @@
 """metrics.jsonl: one JSON object per (evaluation step, model); written by train, read by plot and inspect."""
 import gzip
+import io
 import json
 import math
-import os
 import warnings
 
-from dlgrok import decompose, disk, signals
+from dlgrok import decompose, disk, signals, workdir as wd
 
 WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
 
@@ -37,26 +37,22 @@ def rows(cohort, step, ev, wall):
 
 
 def path(workdir):
-  return os.path.join(workdir, "metrics.jsonl")
+  return wd.join(workdir, "metrics.jsonl")
 
 
 class Writer:
-  """Appends rows to <workdir>/metrics.jsonl and flushes after every write; a full disk raises disk.Full (a rerun
-  drops the part of a row written)."""
+  """Appends rows to <workdir>/metrics.jsonl, synced after every write (on a bucket one evaluation's rows are
+  appended whole); a full disk raises disk.Full (a rerun drops the part of a row written)."""
 
   def __init__(self, workdir, fault=signals.never):
     self.path, self.fault = path(workdir), fault
     with disk.writing(self.path):
-      self._f = open(self.path, "a")
+      self._f = wd.Appender(self.path)
 
   def write(self, rows):
     with disk.writing(self.path):
-      for i, row in enumerate(rows):
-        self._f.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
-        if i == 0:
-          self.fault("write-metrics")
-      self._f.flush()
-      os.fsync(self._f.fileno())
+      self._f.write([json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n" for row in rows],
+                    between=lambda: self.fault("write-metrics"))
 
   def close(self):
     with disk.writing(self.path):
@@ -104,33 +100,30 @@ def read(workdir):
   """All rows of <workdir>/metrics.jsonl (a workdir or the file itself), or of its gzipped copy
   metrics.jsonl.gz (as results/ keeps them)."""
   p = workdir if workdir.endswith((".jsonl", ".jsonl.gz")) else path(workdir)
-  if not os.path.exists(p) and os.path.exists(p + ".gz"):
+  if not wd.exists(p) and wd.exists(p + ".gz"):
     p += ".gz"
-  with (gzip.open if p.endswith(".gz") else open)(p, "rt") as f:
-    return [row for _, row in parse(f.readlines(), p)]
+  data = wd.read_bytes(p)
+  if p.endswith(".gz"):
+    data = gzip.decompress(data)
+  return [row for _, row in parse(io.StringIO(data.decode()).readlines(), p)]
 
 
 def truncate_from(workdir, step):
   """Drops rows with step >= `step` (a run resuming at `step` writes them again) and a truncated last line;
   returns the last kept row's wall (0.0 if none), from which the resumed run's wall counts on."""
   p = path(workdir)
-  if not os.path.exists(p):
+  if not wd.exists(p):
     return 0.0
-  with open(p) as f:
-    kept = [(line, row) for line, row in parse(f.readlines(), p) if row["step"] < step]
-  with disk.writing(p), open(p + ".tmp", "w") as f:  # then renamed: a kill mid-write leaves the old file whole
-    f.writelines(line for line, _ in kept)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(p + ".tmp", p)
+  kept = [(line, row) for line, row in parse(io.StringIO(wd.read_text(p)).readlines(), p) if row["step"] < step]
+  with disk.writing(p):  # whole: a kill mid-write leaves the old file
+    wd.write(p, "".join(line for line, _ in kept))
   return max((row.get("wall", 0.0) for _, row in kept), default=0.0)
 
 
 def load_config(workdir):
-  p = os.path.join(workdir, "config.json")
+  p = wd.join(workdir, "config.json")
   try:
-    with open(p) as f:
-      d = json.load(f)
+    d = json.loads(wd.read_text(p))
   except json.JSONDecodeError as e:
     raise MetricsError(f"{p} is not valid JSON ({e}); restore it, or delete it to continue this run with the "
                        "config given") from None
@@ -143,7 +136,7 @@ def load_config(workdir):
 def steps(workdir):
   """The steps that have rows in <workdir>/metrics.jsonl (none if it does not exist); quiet about a truncated last
   line (truncate_from warns when it drops it)."""
-  if not os.path.exists(path(workdir)):
+  if not wd.exists(path(workdir)):
     return set()
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -6,6 +6,7 @@ U^T U, Vt Vt^T, log10|S| and spectra of the factorised layers after training (16
 marked, not shown as results: gaps in curves, "(k diverged)" in legends, "div." or "*" in grids, counts in tables.
 --compare / --phase (lab_plots): remedies compared arm by arm; rank x training-fraction phase diagrams.
 """
+import io
 import os
 
 import matplotlib
@@ -14,7 +15,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, factors, inputs, lab_plots, metrics
+from dlgrok import analysis, factors, inputs, lab_plots, metrics, workdir as wd
 from dlgrok.figstyle import group_key, group_name, rank_label, fmt_step, suptitle  # noqa: F401 (and the style)
 
 BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
@@ -42,9 +43,9 @@ def load(workdirs):
 def read_rows(workdir):
   """metrics.read(workdir), with a missing, misplaced or binary metrics file as an InputError."""
   p = metrics.path(workdir)
-  if os.path.isdir(p):
+  if wd.isdir(p):
     raise inputs.InputError(f"{p} is a directory, not a file of metrics rows; move it away")
-  if not os.path.exists(p) and not os.path.exists(p + ".gz"):
+  if not wd.exists(p) and not wd.exists(p + ".gz"):
     raise inputs.InputError(f"{workdir} has no metrics.jsonl yet: its run has not finished its first evaluation")
   try:
     return metrics.read(workdir)
@@ -383,7 +384,7 @@ def figures(rows, workdirs):
     yield "grid_gap", grid_figure(rows, "gap", **keys)
   for w in workdirs:
     for layer, entries in factors.read(w, rows, rank_label).items():
-      stem = f"{os.path.basename(os.path.normpath(w))}_{layer.replace('/', '_')}"
+      stem = f"{wd.basename(w)}_{layer.replace('/', '_')}"
       yield f"factors_{stem}", factor_figure(entries, layer)
       yield f"spectra_{stem}", spectra_figure(entries, layer)
 
@@ -401,14 +402,16 @@ def main(argv=None):
   args = ap.parse_args(argv)
   rows = load(args.workdirs)
   check_plottable(rows, args.workdirs)
-  out = args.out or os.path.join(args.workdirs[0], "plots")
+  out = args.out or wd.join(args.workdirs[0], "plots")
   inputs.check_output(out, "--out", directory=True)
-  os.makedirs(out, exist_ok=True)
+  wd.makedirs(out)
   lab = args.compare or args.phase
   for stem, fig in lab_plots.figures(rows, args.compare, args.phase) if lab else figures(rows, args.workdirs):
     for ext in ("png", "pdf") if args.pdf else ("png",):
-      path = os.path.join(out, f"{stem}.{ext}")
-      fig.savefig(path)
+      path = wd.join(out, f"{stem}.{ext}")
+      buffer = io.BytesIO()
+      fig.savefig(buffer, format=ext)
+      wd.write(path, buffer.getvalue())
       print(path)
     plt.close(fig)
   if args.compare:

@@ -13,14 +13,16 @@ import dataclasses
 import datetime
 import gzip
 import importlib.metadata
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 
-from dlgrok import configs, signals
+from dlgrok import configs, signals, workdir as wd
 
 TINY = "p=11,op=x+y,width=32,heads=2,batch_size=32,eval_points=6"
 PAPER_GROUPS = ("tok", "pos", "attn", "ffn", "out", "all")
@@ -85,8 +87,9 @@ def items(tiny):
 
 def log(out, text):
   print(text, flush=True)
-  with open(os.path.join(out, "reproduce.log"), "a") as f:
-    f.write(text + "\n")
+  f = wd.Appender(wd.join(out, "reproduce.log"), sync=False)
+  f.write([text + "\n"])
+  f.close()
 
 
 def plan_of(experiment, arg):
@@ -152,7 +155,7 @@ def run_item(item, out, workdirs, deadline, stop=signals.never):
   from dlgrok import train
   report = {"runs": [], "stopped": None}
   for name, experiment, arg in item.runs:
-    workdir = os.path.join(workdirs, name)
+    workdir = wd.join(workdirs, name)
     cmd = f"python -m dlgrok.main --config=experiments/{experiment}:{arg} --workdir={workdir}"
     left = deadline - time.time()
     if left <= 0:
@@ -181,15 +184,17 @@ def summarise(item, report, out):
   """Writes the item's folder (metrics, config, figures, tables) and returns its results.md section."""
   import matplotlib.pyplot as plt
   from dlgrok import analysis, lab_plots, plot
-  folder = os.path.join(out, "items", item.name)
-  os.makedirs(folder, exist_ok=True)
-  workdirs = [r["workdir"] for r in report["runs"] if os.path.exists(os.path.join(r["workdir"], "metrics.jsonl"))]
+  folder = wd.join(out, "items", item.name)
+  wd.makedirs(folder)
+  workdirs = [r["workdir"] for r in report["runs"] if wd.exists(wd.join(r["workdir"], "metrics.jsonl"))]
   for w in workdirs:
-    dest = os.path.join(folder, os.path.basename(w))
-    os.makedirs(dest, exist_ok=True)
-    shutil.copy(os.path.join(w, "config.json"), dest)
-    with open(os.path.join(w, "metrics.jsonl"), "rb") as f, gzip.open(os.path.join(dest, "metrics.jsonl.gz"), "wb") as g:
-      g.write(f.read())
+    dest = wd.join(folder, wd.basename(w))
+    wd.makedirs(dest)
+    wd.write(wd.join(dest, "config.json"), wd.read_bytes(wd.join(w, "config.json")))
+    buffer = io.BytesIO()
+    with gzip.GzipFile("metrics.jsonl.gz", "wb", fileobj=buffer) as g:
+      g.write(wd.read_bytes(wd.join(w, "metrics.jsonl")))
+    wd.write(wd.join(dest, "metrics.jsonl.gz"), buffer.getvalue())
   lines = [f"## {item.title}", "", f"Paper: {item.paper}", ""]
   lines += [f"- `{r['command']}` — {r['status']}, {r['wall']:.0f} s" for r in report["runs"]]
   if report["stopped"] and not report["runs"]:
@@ -200,7 +205,9 @@ def summarise(item, report, out):
   lab = item.name in ("remedies", "phase")
   figs = lab_plots.figures(rows, item.name == "remedies", item.name == "phase") if lab else plot.figures(rows, [])
   for stem, fig in figs:
-    fig.savefig(os.path.join(folder, f"{stem}.png"))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    wd.write(wd.join(folder, f"{stem}.png"), buffer.getvalue())
     plt.close(fig)
   if item.name == "remedies":
     table = lab_plots.compare_table(rows)
@@ -209,23 +216,26 @@ def summarise(item, report, out):
                          + analysis.table(analysis.summarise(plot.load([w]))) for w in workdirs)
   else:
     table = plot.tables(rows)
-  with open(os.path.join(folder, "table.md"), "w") as f:
-    f.write(table + "\n")
+  wd.write(wd.join(folder, "table.md"), table + "\n")
   return "\n".join(lines + ["", table, ""])
 
 
 def throughput(out, tiny, peer):
   """benchmarks/throughput.py's rows (and the peer's) into the item folder; returns the results.md section."""
-  folder = os.path.join(out, "items", "throughput")
-  os.makedirs(folder, exist_ok=True)
+  folder = wd.join(out, "items", "throughput")
+  wd.makedirs(folder)
   args = (["--quick", "--set", "p=11,op=x+y,width=16,heads=2,layers=1,batch_size=16", "--models", "1,2", "--steps",
            "2", "--chunks", "1"] if tiny else ["--models", "1,25,100,400", "--precisions", "highest,default"])
-  args += ["--out", os.path.join(folder, "throughput.md")] + (["--peer", peer] if peer else [])
   t = time.time()
-  done = subprocess.run([sys.executable, os.path.join(configs.shipped("benchmarks"), "throughput.py"), *args],
-                        capture_output=True, text=True)
+  with tempfile.TemporaryDirectory() as tmp:  # the benchmark writes a local file; copied into the folder
+    md = os.path.join(tmp, "throughput.md")
+    done = subprocess.run([sys.executable, os.path.join(configs.shipped("benchmarks"), "throughput.py"), *args, "--out", md,
+                           *(["--peer", peer] if peer else [])], capture_output=True, text=True)
+    text = open(md).read() if os.path.exists(md) else ""
+  if text:
+    wd.write(wd.join(folder, "throughput.md"), text)
+  args += ["--out", wd.join(folder, "throughput.md")] + (["--peer", peer] if peer else [])
   status = "done" if done.returncode == 0 else f"failed: {done.stderr.strip().splitlines()[-1:]}"
-  text = open(os.path.join(folder, "throughput.md")).read() if os.path.exists(os.path.join(folder, "throughput.md")) else ""
   return (f"## {items(tiny)[0].title}\n\nPaper: {items(tiny)[0].paper}\n\n- `python benchmarks/throughput.py "
           f"{' '.join(args)}` — {status}, {time.time() - t:.0f} s\n\n{text}\n")
 
@@ -243,14 +253,25 @@ def environment(speed, budget):
 
 def pack(out):
   """items/ into results.tar.gz (removed afterwards): OUTDIR keeps results.md, reproduce.log and the archive."""
-  folder = os.path.join(out, "items")
-  if not os.path.isdir(folder):
+  folder = wd.join(out, "items")
+  if not wd.isdir(folder):
     return
-  archive = os.path.join(out, "results.tar.gz")
-  with tarfile.open(archive, "w:gz") as tar:
-    tar.add(folder, arcname="items")
-  shutil.rmtree(folder)
-  size = os.path.getsize(archive)
+  archive = wd.join(out, "results.tar.gz")
+  if wd.remote(out):  # the archive made in memory from the objects, then uploaded
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+      for name in sorted(wd.files(folder)):
+        data = wd.read_bytes(wd.join(folder, name))
+        info = tarfile.TarInfo(f"items/{name}")
+        info.size, info.mtime = len(data), int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    wd.write(archive, buffer.getvalue())
+    wd.path(folder).rmtree()
+  else:
+    with tarfile.open(archive, "w:gz") as tar:
+      tar.add(folder, arcname="items")
+    shutil.rmtree(folder)
+  size = wd.size(archive)
   if size > MAX_FILE:
     log(out, f"warning: results.tar.gz is {size / 2**20:.1f} MiB, over {MAX_FILE // 2**20} MiB")
 
@@ -303,7 +324,7 @@ def check(a):
 
 def run_programme(a, programme, only, stop=signals.never):
   start, deadline = time.time(), time.time() + 60 * a.budget
-  os.makedirs(a.outdir, exist_ok=True)
+  wd.makedirs(a.outdir)
   speed = warm_up(a.tiny)
   log(a.outdir, f"warm-up: {speed[0]:,.0f} model-steps/s, {speed[1]:.1f} s first chunk, "
                 f"{speed[2] * 1e3:.1f} ms per model-evaluation")
@@ -329,8 +350,7 @@ def run_programme(a, programme, only, stop=signals.never):
       sections.append(throughput(a.outdir, a.tiny, a.peer))
     else:
       sections.append(summarise(item, run_item(item, a.outdir, a.workdirs, deadline, stop), a.outdir))
-  with open(os.path.join(a.outdir, "results.md"), "w") as f:
-    f.write(environment(speed, a.budget) + "\n".join(sections))
+  wd.write(wd.join(a.outdir, "results.md"), environment(speed, a.budget) + "\n".join(sections))
   pack(a.outdir)
   log(a.outdir, f"done in {time.time() - start:.0f} s: {a.outdir}/results.md, results.tar.gz, reproduce.log")
 

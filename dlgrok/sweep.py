@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 
-from dlgrok import checkpoint, configs, inputs, metrics
+from dlgrok import checkpoint, configs, inputs, metrics, workdir as wd
 
 PAPER_GROUPS = "tok,pos,attn,ffn,out,all"
 RUNNING_MINUTES = 15  # a job whose checkpoints or metrics changed this recently counts as running
@@ -42,7 +42,7 @@ def jobs(experiment, groups, fracs, ranks="paper", extra=(), root="runs"):
       tokens += [] if group == "none" else ["baseline=false"]
       tokens += list(extra)
       arg = ",".join(tokens)
-      workdir = os.path.join(root, f"{name}-{group}_f{frac}")
+      workdir = wd.join(root, f"{name}-{group}_f{frac}")
       out.append((workdir, ["python", "-m", "dlgrok.main", f"--config={experiment}:{arg}", f"--workdir={workdir}"]))
   return out
 
@@ -50,7 +50,7 @@ def jobs(experiment, groups, fracs, ranks="paper", extra=(), root="runs"):
 def check(grid, root):
   """Builds every job's config as dlgrok.main would (tokens and values checked; nothing loaded or written), so
   that a bad --groups, --fracs, --ranks or --set fails here, in one line naming the job, not in every job."""
-  if os.path.exists(root) and not os.path.isdir(root):
+  if wd.exists(root) and not wd.isdir(root):
     raise inputs.InputError(f"--root {root!r} is a file, not a directory")
   for workdir, argv in grid:
     path, _, arg = argv[3].split("=", 1)[1].partition(":")
@@ -63,15 +63,15 @@ def check(grid, root):
 def status(workdir, now=None):
   """'done', 'running', 'stopped' (some progress, nothing recent) or 'not started'."""
   now = now or time.time()
-  if not os.path.exists(os.path.join(workdir, "config.json")):
+  if not wd.exists(wd.join(workdir, "config.json")):
     return "not started"
-  steps = int(inputs.read_config(os.path.join(workdir, "config.json"), need="steps")["steps"])
+  steps = int(inputs.read_config(wd.join(workdir, "config.json"), need="steps")["steps"])
   ckdir = checkpoint.directory(workdir)
-  saved = [int(s) for s in os.listdir(ckdir) if s.isdigit()] if os.path.isdir(ckdir) else []
+  saved = [int(s) for s in wd.listdir(ckdir) if s.isdigit()] if wd.isdir(ckdir) else []
   if saved and max(saved) >= steps:
     return "done"
-  paths = [metrics.path(workdir), ckdir]
-  latest = max((os.path.getmtime(p) for p in paths if os.path.exists(p)), default=0)
+  paths = [metrics.path(workdir), ckdir]  # a bucket's folder has no time: its metrics.jsonl's counts
+  latest = max((wd.mtime(p) for p in paths if wd.exists(p)), default=0)
   return "running" if now - latest < 60 * RUNNING_MINUTES else "stopped"
 
 

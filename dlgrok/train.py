@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dlgrok import checkpoint, cohorts, configs, disk, lock, loop, memory, metrics, signals
+from dlgrok import checkpoint, cohorts, configs, disk, events, lock, loop, memory, metrics, signals
+from dlgrok import workdir as wd
 from dlgrok import progress as progress_lib
 
 
@@ -33,6 +34,8 @@ ALLOWED_CHANGES = ("steps", "eval_points", "eval_spacing", "eval_chunk", "model_
 
 def check_writable(workdir):
   """Refuses a workdir that is a file or cannot be written (nothing is created), before any loading."""
+  if wd.remote(workdir):
+    return check_bucket(workdir)
   probe = os.path.abspath(workdir)
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)
@@ -49,12 +52,25 @@ def check_writable(workdir):
       raise configs.ConfigError(f"workdir {workdir!r}: {p} is not writable")
 
 
+def check_bucket(workdir):
+  """Refuses a remote workdir whose bucket cannot be listed (missing, no access) or that is an object."""
+  bucket = "/".join(workdir.split("/")[:3])
+  try:
+    wd.listdir(bucket)
+    if wd.isfile(workdir):
+      raise configs.ConfigError(f"workdir {workdir!r} is an object, not a folder")
+  except OSError as e:
+    raise configs.ConfigError(f"workdir {workdir!r}: cannot list {bucket} ({type(e).__name__}: {e})") from None
+  except wd.NoClient as e:
+    raise configs.ConfigError(str(e)) from None
+
+
 def check_workdir(config, workdir, allow_config_change=False):
   """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message);
   --allow_config_change lets only ALLOWED_CHANGES differ. Fields the earlier run did not have yet (added in a later
   version of dlgrok) are not compared."""
-  p = os.path.join(workdir, "config.json")
-  if not os.path.exists(p):
+  p = wd.join(workdir, "config.json")
+  if not wd.exists(p):
     return
   old = json.loads(json.dumps(configs.upgrade(metrics.load_config(workdir))))
   new = json.loads(json.dumps(as_json(config)))
@@ -104,12 +120,9 @@ def training_fields(config):
 
 
 def write_config(config, workdir):
-  p = os.path.join(workdir, "config.json")
-  with disk.writing(p), open(p + ".tmp", "w") as f:  # then renamed: config.json is whole or the old one
-    json.dump(as_json(config), f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(p + ".tmp", p)
+  p = wd.join(workdir, "config.json")
+  with disk.writing(p):  # whole: config.json is the new one or the old one
+    wd.write(p, json.dumps(as_json(config), indent=2, sort_keys=True))
 
 
 def shared(values):
@@ -183,7 +196,7 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
   ckpt = checkpoint.Checkpointer(workdir, save_steps=sorted(set(plan.eval_steps) | set(written)),
                                  minutes=c.checkpoint_minutes, fault=hooks.fault)
   sizes, record = [p.size for p in places], training_fields(c)
-  writer = metrics.NullWriter()
+  writer, curves = metrics.NullWriter(), metrics.NullWriter()
   try:
     with jax.default_matmul_precision(c.matmul_precision):
       try:
@@ -207,7 +220,7 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
       wall0 = 0.0
       if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
         wall0 = metrics.truncate_from(workdir, step)
-        writer = metrics.Writer(workdir, fault=hooks.fault)
+        writer, curves = metrics.Writer(workdir, fault=hooks.fault), events.Writer(workdir, step)
       progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, targets, hooks.continued)
 
       def save(force=False):
@@ -243,13 +256,14 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
         rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
                 for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a, data)), wall)]
         writer.write(rows)
+        curves.write(rows)
         progress.eval_done(time.time() - t)
         progress(step, progress_lib.mean_accs(rows), force=step == plan.steps)
         save()
         if stop():
           raise Interrupted(stop(), step)
   except BaseException as e:
-    for finish in (writer.close, ckpt.wait, ckpt.close):  # without hiding `e`, unless the disk is full
+    for finish in (writer.close, curves.close, ckpt.wait, ckpt.close):  # without hiding `e`, unless the disk is full
       try:
         finish()
       except Exception as later:  # noqa: BLE001
@@ -257,6 +271,7 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
           raise later from e
     raise
   writer.close()
+  curves.close()
   ckpt.wait()
   ckpt.close()
   return plan, states

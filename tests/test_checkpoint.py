@@ -190,7 +190,8 @@ def test_the_checkpoint_records_its_config(tmp_path):
     train.run(cfg(lr=0.003), wd)
   assert str(e.value) == (f"checkpoint {ckdir}/5 was made with another config (lr: 0.001 -> 0.003); give the "
                           "config it was made with, or use a new --workdir")
-  assert sorted(os.listdir(wd)) == ["checkpoints", "metrics.jsonl"] and open(metrics.path(wd), "rb").read() == rows
+  assert sorted(os.listdir(wd)) == ["checkpoints", "metrics.jsonl", "tensorboard"]
+  assert open(metrics.path(wd), "rb").read() == rows
   with ocp.CheckpointManager(ckdir) as mngr:  # plain orbax reads it
     recorded = json.loads(mngr.restore(5, args=ocp.args.StandardRestore())["config"].tobytes())
   assert recorded["lr"] == 0.001 and recorded["seeds"] == 2 and "steps" not in recorded

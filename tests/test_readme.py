@@ -167,6 +167,10 @@ def test_command(doc, kind, command, room, capsys):
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "dlgrok.main" in run.stdout or "dry run: nothing written" in run.stdout
+  elif argv[:2] == ["tensorboard", "--logdir"]:  # TensorBoard's own summary of the event files, not the server
+    run = subprocess.run(["tensorboard", "--inspect", "--logdir", str(room / argv[2])], env=CLI_ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "scalars" in run.stdout and "num_steps" in run.stdout, run.stderr[-2000:]
   elif argv[0] == "python" and argv[1].startswith("benchmarks/"):
     run = subprocess.run([sys.executable, argv[1], "--help"], cwd=room, env=CLI_ENV, capture_output=True,
                          text=True, timeout=120)

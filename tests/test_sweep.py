@@ -58,16 +58,16 @@ def test_cli_lines_slurm_and_status(tmp_path, capsys):
 def test_launch_dry_runs_golden():
   tpu = subprocess.run(["bash", os.path.join(ROOT, "launch", "tpu.sh"), "--name", "grok", "--zone", "us-central2-b",
                         "--repo", "https://example.org/me/dlgrok.git", "--type", "v4-32", "--create", "--dry-run",
-                        "--", "--config=experiments/mod97.py:all,f80", "--workdir=/mnt/runs/all"],
+                        "--", "--config=experiments/mod97.py:all,f80", "--workdir=gs://my-bucket/runs/all"],
                        capture_output=True, text=True, check=True).stdout
   ssh = "gcloud compute tpus tpu-vm ssh grok --zone=us-central2-b --worker=all --command"
   assert tpu.splitlines() == [
       "gcloud compute tpus tpu-vm create grok --zone=us-central2-b --accelerator-type=v4-32 "
       "--version=tpu-ubuntu2204-base",
-      f"{ssh} \"pip install -U 'jax[tpu]' && (test -d dlgrok || git clone https://example.org/me/dlgrok.git dlgrok)"
-      " && pip install -e ./dlgrok\"",
+      f"{ssh} \"(test -d dlgrok || git clone https://example.org/me/dlgrok.git dlgrok) && pip install -e "
+      "'./dlgrok[tpu]'\"",
       f"{ssh} \"cd dlgrok && DLGROK_DISTRIBUTED=1 python -m dlgrok.main '--config=experiments/mod97.py:all,f80' "
-      "'--workdir=/mnt/runs/all'\""]
+      "'--workdir=gs://my-bucket/runs/all'\""]
   slurm = subprocess.run(["bash", SLURM_SH, "--nodes", "2", "--gpus-per-node", "4",
                           "--dry-run", "--", "--config=experiments/mod97.py:ffn", "--workdir=/shared/runs/ffn"],
                          capture_output=True, text=True, check=True).stdout
