@@ -26,6 +26,8 @@ def runs(data):
   return {
       "mod97_tok_r12": "mod97.py:tok,r12,seeds=2,steps=200,eval_points=6",
       "mod97_ffn": "mod97.py:ffn,seeds=2,steps=60,eval_points=4",
+      "remedies_lab": ("remedies.py:all,p100,usv,uv,grokfast_ema,grokfast_ma+decay,stablemax+orthograd,adam_l2+warm0,"
+                       "f50,f80,seeds=1,width=32,heads=2,steps=30,eval_points=3"),
       "mnist_grok_l2": f"mnist_grok.py:l2,seeds=1,steps=100,eval_points=4,data_dir={MNIST}",
       "mnist_wd_l1": f"mnist_wd.py:l1,p10,p50,wd0,wd0.1,seeds=1,n_train=2000,epochs=2,eval_points=3,data_dir={MNIST}",
       "shakespeare_tiny": (f"shakespeare.py:all,r2,r8,seeds=1,width=16,heads=2,layers=1,block=16,batch_size=4,"
