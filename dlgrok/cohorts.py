@@ -104,11 +104,11 @@ def resolve(config):
     if w not in task.words():
       raise configs.ConfigError(f"unknown group {w!r}; allowed: {', '.join(task.words())}")
   config = config.copy_and_resolve_references()
-  if len(config.fracs) > 1 and task.n_train is None:
+  if len(config.fracs) > 1 and not task.per_model_fraction:
     raise configs.ConfigError(f"fracs={tuple(config.fracs)}: {config.task}'s data fix the split; one fraction only")
   with foreign_task(config):
     data = task.load(config)
-  if data.frac is not None or task.split is tasks.common.fixed_split:  # record the training share
+  if data.frac is not None or task.fixed_split:  # record the training share
     config.frac = data.frac if data.frac is not None else data.n_train / len(data.y)
   config.steps = float(config.steps or max(task.steps(at_frac(config, f)) for f in fracs_of(config)))
   config.weight_decays = tuple(config.weight_decays) or (config.weight_decay,)
@@ -206,7 +206,7 @@ def plan_cohorts(config, task, data):
     raise configs.ConfigError(f"ranks {', '.join(s[0] for s in specs)} given but no layer group to decompose")
   if groups and not specs:
     raise configs.ConfigError(f"no ranks for group {config.group!r}: give rN or pX tokens")
-  fracs = [(f, data.n_train if task.n_train is None or f == config.frac else task.n_train(len(data.y), f))
+  fracs = [(f, data.n_train if not task.per_model_fraction or f == config.frac else task.n_train(len(data.y), f))
            for f in fracs_of(config)]
   n = len(data.y)
   for f, n_tr in fracs:

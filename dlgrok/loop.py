@@ -127,7 +127,7 @@ class CohortFns:
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
   """The static part of a cohort's training step, fixed when it is traced."""
-  task: object  # tasks.Task: its batch and train_kwargs hooks
+  task: object  # tasks.Task: its batch and train_kwargs methods
   plan: object  # cohorts.Plan, read by the task's batch hook
   model: object  # the flax module
   loss: Callable  # (logits, labels) -> per-example losses

@@ -1,8 +1,6 @@
-"""What every task family shares: the Task record of hooks, the data record, losses, optimisers, batch drawing."""
+"""What every task family shares: the Task base class, the data record, losses, optimisers, batch drawing."""
 import dataclasses
 import math
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,53 +21,63 @@ class Data:
   vocab: int = 0  # distinct tokens of a text (Tiny Shakespeare's model needs it)
 
 
-def argmax_correct(logits, labels):
-  return jnp.argmax(logits, -1) == labels
-
-
-def random_split(key, n):
-  return jax.random.permutation(key, n)
-
-
-def fixed_split(key, n):
-  """Every model trains on the first n_train examples and tests on the rest."""
-  return jnp.arange(n)
-
-
-def no_kwargs(key):
-  return {}
-
-
-def identity(x):
-  return x
-
-
-def indexed_batch(prepare=identity):
-  """Training batches of examples by index (the loop's epoch permutation): x prepared, the partial last batch
-  of an epoch weighted out."""
-  def batch(d, idx, valid, key, plan):
-    return prepare(d["x"][idx]), d["y"][idx], valid
-  return batch
-
-
-@dataclasses.dataclass(frozen=True)
 class Task:
-  """A task family's mechanisms; the numbers (paper settings) come from the config."""
+  """A task family: a subclass per family overrides what differs from these defaults (models split the examples
+  at random, train on batches of them by index, and are scored by argmax accuracy). The numbers (paper settings)
+  come from the config."""
   name: str
   groups: dict  # group word -> path regexes of the leaves it factorises
-  variants: tuple  # words that change the model itself rather than factorise it
-  check: Callable  # config -> None, raises ConfigError (before any data is read)
-  load: Callable  # config -> Data, raises ConfigError for missing or unfit data
-  model: Callable  # (config, variant words, data) -> flax module
-  loss: Callable  # (config, loss name) -> (logits, labels) -> per-example loss
-  optimizer: Callable  # (config, weight_decay) -> optax transform
-  steps: Callable  # config -> the step count when config.steps is 0
-  split: Callable = random_split  # (key, n) -> a model's order of the examples; the first n_train train
-  batch: Callable = indexed_batch()  # (data arrays, idx, valid, key, plan) -> (x, y, weights) to train on
-  prepare: Callable = identity  # x -> model input, for evaluation and the init example
-  train_kwargs: Callable = no_kwargs  # key -> extra model.apply arguments while training (dropout)
-  correct: Callable = argmax_correct  # (logits, labels) -> per-example accuracy
-  n_train: Callable | None = None  # (examples, frac) -> training examples, where each model may have its own frac
+  variants: tuple = ()  # words that change the model itself rather than factorise it
+  fixed_split = False  # every model trains on the first n_train examples and tests on the rest
+  per_model_fraction = False  # each model may have its own training fraction: n_train() gives its examples
+
+  def check(self, c):
+    """Raises ConfigError for a bad config value, before any data is read."""
+
+  def load(self, c):
+    """The data set (Data); ConfigError for missing or unfit data."""
+    raise NotImplementedError
+
+  def model(self, c, variants, data):
+    """The flax module for the model words `variants`."""
+    raise NotImplementedError
+
+  def loss(self, c, name=None):
+    """(logits, labels) -> per-example loss: `name`, or the config's `loss`."""
+    return loss_of(c, name)
+
+  def optimizer(self, c, weight_decay):
+    """The optax transformation at the config's constant learning rate."""
+    return optimizer(c, weight_decay, c.lr)
+
+  def steps(self, c):
+    """The step count when config.steps is 0."""
+    raise configs.ConfigError("steps=0: give the step count, steps=N")
+
+  def n_train(self, examples, frac):
+    """Training examples at fraction `frac` (only where per_model_fraction)."""
+    raise NotImplementedError
+
+  def split(self, key, n):
+    """A model's order of the examples; the first n_train train."""
+    return jnp.arange(n) if self.fixed_split else jax.random.permutation(key, n)
+
+  def batch(self, d, idx, valid, key, plan):
+    """(x, y, weights) to train on: the examples `idx` of the loop's epoch permutation, x prepared, the partial
+    last batch of an epoch weighted out by `valid`."""
+    return self.prepare(d["x"][idx]), d["y"][idx], valid
+
+  def prepare(self, x):
+    """x -> model input, for evaluation and the init example."""
+    return x
+
+  def train_kwargs(self, key):
+    """Extra model.apply arguments while training (dropout)."""
+    return {}
+
+  def correct(self, logits, labels):
+    """Per-example accuracy."""
+    return jnp.argmax(logits, -1) == labels
 
   def words(self):
     return tuple(self.groups) + self.variants
@@ -142,6 +150,3 @@ def optimizer(c, weight_decay, lr):
 
 OPTIMIZERS = ("adamw", "adam_l2", "sgd")
 
-
-def constant_lr_optimizer(c, weight_decay):
-  return optimizer(c, weight_decay, c.lr)

@@ -13,29 +13,29 @@ def pixels(c):
   return c.get("pixels", "unit")  # runs made before the field existed used [0, 1]
 
 
-def check(c):
-  common.check_choice(c, "init", transformer.INITS)
-  common.check_choice(c, "optimizer", common.OPTIMIZERS)
-  if pixels(c) not in mnist.PIXELS:
-    raise configs.ConfigError(f"pixels={pixels(c)!r}; allowed: {', '.join(mnist.PIXELS)}")
+class MNIST(common.Task):
+  name = "mnist"
+  groups = GROUPS
+  fixed_split = True
+
+  def check(self, c):
+    common.check_choice(c, "init", transformer.INITS)
+    common.check_choice(c, "optimizer", common.OPTIMIZERS)
+    if pixels(c) not in mnist.PIXELS:
+      raise configs.ConfigError(f"pixels={pixels(c)!r}; allowed: {', '.join(mnist.PIXELS)}")
+
+  def load(self, c):
+    x, y = common.data_error(mnist.load, c.data_dir, c.n_train, pixels(c))
+    common.check_fixed_frac(c, c.n_train / len(x))
+    return common.Data(x=x, y=y, n_train=c.n_train)
+
+  def model(self, c, variants, data):
+    return mlp.MLP(features=(c.width, c.width, 10), init_scheme=c.init)
+
+  def steps(self, c):
+    if "epochs" not in c:
+      raise configs.ConfigError("steps=0 needs epochs=N for this experiment; pass steps=N")
+    return common.epoch_steps(c)
 
 
-def load(c):
-  x, y = common.data_error(mnist.load, c.data_dir, c.n_train, pixels(c))
-  common.check_fixed_frac(c, c.n_train / len(x))
-  return common.Data(x=x, y=y, n_train=c.n_train)
-
-
-def model(c, variants, data):
-  return mlp.MLP(features=(c.width, c.width, 10), init_scheme=c.init)
-
-
-def steps(c):
-  if "epochs" not in c:
-    raise configs.ConfigError("steps=0 needs epochs=N for this experiment; pass steps=N")
-  return common.epoch_steps(c)
-
-
-TASK = common.Task(name="mnist", groups=GROUPS, variants=(), check=check, load=load, model=model,
-                   loss=common.loss_of, optimizer=common.constant_lr_optimizer, steps=steps,
-                   split=common.fixed_split)
+TASK = MNIST()

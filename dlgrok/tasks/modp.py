@@ -23,41 +23,45 @@ GROUPS = {
 }
 
 
-def check(c):
-  try:
-    algorithmic.check(c.op, c.p)
-  except ValueError as e:
-    raise configs.ConfigError(str(e)) from None
-  common.check_choice(c, "init", transformer.INITS)
-  common.check_choice(c, "optimizer", common.OPTIMIZERS)
-  common.check_heads(c)
+class ModP(common.Task):
+  name = "modp"
+  groups = GROUPS
+  variants = ("nopos", "preln")
+  per_model_fraction = True
+
+  def check(self, c):
+    try:
+      algorithmic.check(c.op, c.p)
+    except ValueError as e:
+      raise configs.ConfigError(str(e)) from None
+    common.check_choice(c, "init", transformer.INITS)
+    common.check_choice(c, "optimizer", common.OPTIMIZERS)
+    common.check_heads(c)
+
+  def load(self, c):
+    x, y = algorithmic.make(c.op, c.p)
+    return common.Data(x=x, y=y, n_train=algorithmic.n_train(len(y), c.frac))
+
+  def model(self, c, variants, data):
+    return transformer.Transformer(vocab=algorithmic.vocab_size(c.p), width=c.width, heads=c.heads, layers=c.layers,
+                                   positions=5, use_pos="nopos" not in variants, init_scheme=c.init,
+                                   pre_ln="preln" in variants)
+
+  def optimizer(self, c, weight_decay):
+    """With PyTorch's LinearLR warm-up: warmup_start * lr -> lr over the first `warmup_steps` steps."""
+    return common.optimizer(c, weight_decay, optax.linear_schedule(c.warmup_start * c.lr, c.lr,
+                                                                   max(c.warmup_steps, 1)))
+
+  def steps(self, c):
+    """The config's step count for its training fraction (`steps_by_frac`, keyed by fX tokens)."""
+    key = f"f{100 * c.frac:g}"
+    if key not in c.steps_by_frac:
+      raise configs.ConfigError(f"no step count for frac={c.frac:g} (known: {', '.join(c.steps_by_frac)}); "
+                                "pass steps=N")
+    return c.steps_by_frac[key]
+
+  def n_train(self, examples, frac):
+    return algorithmic.n_train(examples, frac)
 
 
-def load(c):
-  x, y = algorithmic.make(c.op, c.p)
-  return common.Data(x=x, y=y, n_train=algorithmic.n_train(len(y), c.frac))
-
-
-def model(c, variants, data):
-  return transformer.Transformer(vocab=algorithmic.vocab_size(c.p), width=c.width, heads=c.heads, layers=c.layers,
-                                 positions=5, use_pos="nopos" not in variants, init_scheme=c.init,
-                                 pre_ln="preln" in variants)
-
-
-def optimizer(c, weight_decay):
-  """With PyTorch's LinearLR warm-up: warmup_start * lr -> lr over the first `warmup_steps` steps."""
-  return common.optimizer(c, weight_decay, optax.linear_schedule(c.warmup_start * c.lr, c.lr,
-                                                                 max(c.warmup_steps, 1)))
-
-
-def steps(c):
-  """The config's step count for its training fraction (`steps_by_frac`, keyed by fX tokens)."""
-  key = f"f{100 * c.frac:g}"
-  if key not in c.steps_by_frac:
-    raise configs.ConfigError(f"no step count for frac={c.frac:g} (known: {', '.join(c.steps_by_frac)}); "
-                              "pass steps=N")
-  return c.steps_by_frac[key]
-
-
-TASK = common.Task(name="modp", groups=GROUPS, variants=("nopos", "preln"), check=check, load=load, model=model,
-                   loss=common.loss_of, optimizer=optimizer, steps=steps, n_train=algorithmic.n_train)
+TASK = ModP()

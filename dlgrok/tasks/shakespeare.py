@@ -19,46 +19,43 @@ GROUPS = {
 }
 
 
-def check(c):
-  common.check_choice(c, "dropout_site", gpt.DROPOUT_SITES)
-  common.check_choice(c, "optimizer", common.OPTIMIZERS)
-  common.check_heads(c)
-  if not 0 <= c.dropout < 1:
-    raise configs.ConfigError(f"dropout={c.dropout}: must be in [0, 1)")
+class Shakespeare(common.Task):
+  name = "shakespeare"
+  groups = GROUPS
+  fixed_split = True
+
+  def check(self, c):
+    common.check_choice(c, "dropout_site", gpt.DROPOUT_SITES)
+    common.check_choice(c, "optimizer", common.OPTIMIZERS)
+    common.check_heads(c)
+    if not 0 <= c.dropout < 1:
+      raise configs.ConfigError(f"dropout={c.dropout}: must be in [0, 1)")
+
+  def load(self, c):
+    d = common.data_error(shakespeare.load, c.data_dir, c.frac, c.block)
+    return common.Data(x=d["x"], y=d["y"], n_train=d["n_train_blocks"], frac=c.frac, stream=d["stream"],
+                       stream_train=d["n_train_chars"], vocab=len(d["vocab"]))
+
+  def model(self, c, variants, data):
+    return gpt.GPT(vocab=data.vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block,
+                   dropout=c.dropout, dropout_site=c.dropout_site)
+
+  def loss(self, c, name=None):
+    """Per-sequence mean of the next-character loss."""
+    per_token = common.loss_of(c, name)
+    return lambda logits, labels: jnp.mean(per_token(logits, labels), axis=-1)
+
+  def correct(self, logits, labels):
+    return jnp.mean(jnp.argmax(logits, -1) == labels, axis=-1)
+
+  def batch(self, d, idx, valid, key, plan):
+    """nanoGPT's get_batch: random windows of the training text, drawn per model (idx is not used)."""
+    c = plan.config
+    x, y = shakespeare.windows(d["stream"], plan.data.stream_train, key, c.batch_size, c.block)
+    return x, y, jnp.ones(c.batch_size)
+
+  def train_kwargs(self, key):
+    return {"train": True, "rngs": {"dropout": key}}
 
 
-def load(c):
-  d = common.data_error(shakespeare.load, c.data_dir, c.frac, c.block)
-  return common.Data(x=d["x"], y=d["y"], n_train=d["n_train_blocks"], frac=c.frac, stream=d["stream"],
-                     stream_train=d["n_train_chars"], vocab=len(d["vocab"]))
-
-
-def model(c, variants, data):
-  return gpt.GPT(vocab=data.vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block, dropout=c.dropout,
-                 dropout_site=c.dropout_site)
-
-
-def loss(c, name=None):
-  """Per-sequence mean of the next-character loss."""
-  per_token = common.loss_of(c, name)
-  return lambda logits, labels: jnp.mean(per_token(logits, labels), axis=-1)
-
-
-def correct(logits, labels):
-  return jnp.mean(jnp.argmax(logits, -1) == labels, axis=-1)
-
-
-def batch(d, idx, valid, key, plan):
-  """nanoGPT's get_batch: random windows of the training text, drawn per model (idx is not used)."""
-  c = plan.config
-  x, y = shakespeare.windows(d["stream"], plan.data.stream_train, key, c.batch_size, c.block)
-  return x, y, jnp.ones(c.batch_size)
-
-
-def steps(c):
-  raise configs.ConfigError("steps=0: give the step count, steps=N")
-
-
-TASK = common.Task(name="shakespeare", groups=GROUPS, variants=(), check=check, load=load, model=model,
-                   loss=loss, optimizer=common.constant_lr_optimizer, steps=steps, split=common.fixed_split,
-                   batch=batch, train_kwargs=lambda key: {"train": True, "rngs": {"dropout": key}}, correct=correct)
+TASK = Shakespeare()
