@@ -3,10 +3,12 @@ sweep, reproduce --list, the launch scripts' dry runs and the orbax snippet as w
 with --dry_run (its config and data checked, nothing written), and those whose workdirs the docs go on to plot
 or inspect for real with tiny overrides appended. A command that no rule here covers fails the test."""
 import contextlib
+import fcntl
 import glob
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -88,8 +90,25 @@ def data_beside_the_checkout(monkeypatch):
 @pytest.fixture(scope="module")
 def room(tmp_path_factory):
   """A working folder like a checkout's root (experiments/, benchmarks/, launch/ linked) where the docs'
-  workdirs are made: the training commands whose workdirs a plot or inspect command reads run there for real."""
-  d = tmp_path_factory.mktemp("readme")
+  workdirs are made: the training commands whose workdirs a plot or inspect command reads run there for real.
+  Built once per session (the first test worker builds it, the others wait), then copied for each worker, whose
+  commands add files to it."""
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  built = shared / "readme_room"
+  with open(shared / "readme_room.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (shared / "readme_room.done").exists():
+      shutil.rmtree(built, ignore_errors=True)
+      build_room(built)
+      (shared / "readme_room.done").touch()
+  d = tmp_path_factory.mktemp("readme") / "room"
+  shutil.copytree(built, d, symlinks=True)
+  return d
+
+
+def build_room(d):
+  d.mkdir()
   for name in ("experiments", "benchmarks", "launch"):
     os.symlink(os.path.join(ROOT, name), d / name)
   mains = [shlex.split(c)[3:] for _, kind, c in ALL if c.startswith("python -m dlgrok.main")]
@@ -103,7 +122,6 @@ def room(tmp_path_factory):
       assert run.returncode == 0, run.stderr[-2000:]
       made.add(workdir_of(argv))
   assert made == wanted, f"no training command in the docs makes {sorted(wanted - made)}"
-  return d
 
 
 def test_the_docs_have_commands_and_the_quick_start_is_one_line():
