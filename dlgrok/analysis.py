@@ -5,13 +5,14 @@ metrics.jsonl or on U, S, Vt arrays after training.
 """
 import json
 import math
+import typing
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlgrok import decompose
+from dlgrok import configs, decompose
 
 MEASURES = ("memorise_step", "test95_step", "test99_step", "gap1_step")
 EPS = 1e-6  # accuracies are count / n in float32: 0.99 may be stored as 0.98999995
@@ -113,13 +114,8 @@ def frac_key(frac):
 
 
 def rank_sort_key(row):
-  """Orders ranks low to high: by percent when known, else by the number in the token ('r32' -> 32)."""
-  if row.get("pct") is not None:
-    return float(row["pct"])
-  try:
-    return float(row["rank"].lstrip("rp"))
-  except ValueError:
-    return math.inf
+  """Orders ranks low to high by the row's percent of full rank (None only for a dense model: last)."""
+  return math.inf if row.get("pct") is None else float(row["pct"])
 
 
 def cells(rows):
@@ -141,11 +137,22 @@ def defaults(row):
   return row
 
 
+class Arm(typing.NamedTuple):
+  """What a model was trained as (arm_key)."""
+  group: str
+  variant: str | None  # the row's factorisation; None for a dense model
+  rank: configs.Rank
+  remedy: configs.Remedy
+  params: str  # remedy_params as JSON
+  weight_decay: float | None
+  frac: float  # frac_key of the training fraction
+
+
 def arm_key(row):
-  """(group, variant, rank, remedy, remedy_params as JSON, weight_decay, frac): what a model was trained as."""
+  """The Arm of a row."""
   r = defaults(dict(row))
-  return (r["group"], r["variant"], r["rank"], r["remedy"], json.dumps(r["remedy_params"], sort_keys=True),
-          r.get("weight_decay"), frac_key(r["frac"]))
+  return Arm(r["group"], r["variant"], configs.Rank.from_label(r["rank"]), configs.Remedy.from_label(r["remedy"]),
+             json.dumps(r["remedy_params"], sort_keys=True), r.get("weight_decay"), frac_key(r["frac"]))
 
 
 def accuracies(models):

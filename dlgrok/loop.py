@@ -133,7 +133,7 @@ class StepSpec:
   loss: Callable  # (logits, labels) -> per-example losses
   optimizer: Callable  # (weight decay, remedy hyperparameters) -> optax transformation
   batch_size: int
-  factorisation: str  # decompose.VARIANTS
+  factorisation: str  # configs.FACTORISATIONS
 
 
 def train_step(spec, d, m, batch, n_train):
@@ -163,7 +163,7 @@ def make_cohort(plan, cohort, placement):
   task, c = plan.task, plan.config
   size = placement.size + placement.pad
   per_pass = model_batch(c, placement)
-  model = task.model(c, cohort.variants, plan.data)
+  model = task.model(c, cohort.model_words, plan.data)
   n, bs, form = len(plan.data.y), c.batch_size, cohort.factorisation
   n_max = max(m.n_train for m in cohort.models)
   # one training fraction for all: static epoch lengths; several: each model's own, as per-model arrays
@@ -171,7 +171,7 @@ def make_cohort(plan, cohort, placement):
   same_frac = len(sizes) == 1
   batches = math.ceil(n_max / bs)
   recipe = remedies.recipe(c, cohort.remedy)
-  loss_of = task.loss(c, "stablemax" if "stablemax" in cohort.remedy.split("+") else None)
+  loss_of = task.loss(c, "stablemax" if cohort.remedy.has("stablemax") else None)
 
   def optimizer(wd, hyper):
     """The task's optimiser, after the cohort's remedy transforms (grokfast, ⊥Grad) of the raw gradient."""

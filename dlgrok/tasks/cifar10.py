@@ -37,7 +37,7 @@ def load(c):
   return common.Data(x=x[keep], y=y[keep], n_train=c.n_train)
 
 
-def model(c, variants, data):
+def model(c, model_words, data):
   return vit.ViT(width=c.width, heads=c.heads, layers=c.layers, mlp_ratio=c.mlp_ratio, patch=c.patch,
                  dropout=c.dropout)
 
@@ -53,7 +53,7 @@ def batch(d, idx, valid, key, plan):
   return augment.train_batch(key, d["x"][idx]), d["y"][idx], valid
 
 
-TASK = common.Task(name="cifar10", groups=GROUPS, variants=(), check=check, load=load, model=model,
+TASK = common.Task(name="cifar10", groups=GROUPS, model_words=(), check=check, load=load, model=model,
                    loss=common.loss_of, optimizer=optimizer, steps=common.epoch_steps, split=common.fixed_split,
                    batch=batch, prepare=augment.eval_batch,
                    train_kwargs=lambda key: {"train": True, "rngs": {"dropout": key}})

@@ -57,7 +57,7 @@ class Task:
   """A task family's mechanisms; the numbers (paper settings) come from the config."""
   name: str
   groups: dict  # group word -> path regexes of the leaves it factorises
-  variants: tuple  # words that change the model itself rather than factorise it
+  model_words: tuple  # words that change the model itself rather than factorise it
   check: Callable  # config -> None, raises ConfigError (before any data is read)
   load: Callable  # config -> Data, raises ConfigError for missing or unfit data
   model: Callable  # (config, variant words, data) -> flax module
@@ -72,7 +72,7 @@ class Task:
   n_train: Callable | None = None  # (examples, frac) -> training examples, where each model may have its own frac
 
   def words(self):
-    return tuple(self.groups) + self.variants
+    return tuple(self.groups) + self.model_words
 
   def patterns(self, words):
     return tuple(p for w in words for p in self.groups.get(w, ()))

@@ -26,7 +26,7 @@ def load(c):
   return common.Data(x=x, y=y, n_train=c.n_train)
 
 
-def model(c, variants, data):
+def model(c, model_words, data):
   return mlp.MLP(features=(c.width, c.width, 10), init_scheme=c.init)
 
 
@@ -36,6 +36,6 @@ def steps(c):
   return common.epoch_steps(c)
 
 
-TASK = common.Task(name="mnist", groups=GROUPS, variants=(), check=check, load=load, model=model,
+TASK = common.Task(name="mnist", groups=GROUPS, model_words=(), check=check, load=load, model=model,
                    loss=common.loss_of, optimizer=common.constant_lr_optimizer, steps=steps,
                    split=common.fixed_split)

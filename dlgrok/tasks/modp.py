@@ -38,10 +38,10 @@ def load(c):
   return common.Data(x=x, y=y, n_train=algorithmic.n_train(len(y), c.frac))
 
 
-def model(c, variants, data):
+def model(c, model_words, data):
   return transformer.Transformer(vocab=algorithmic.vocab_size(c.p), width=c.width, heads=c.heads, layers=c.layers,
-                                 positions=5, use_pos="nopos" not in variants, init_scheme=c.init,
-                                 pre_ln="preln" in variants)
+                                 positions=5, use_pos="nopos" not in model_words, init_scheme=c.init,
+                                 pre_ln="preln" in model_words)
 
 
 def optimizer(c, weight_decay):
@@ -59,5 +59,5 @@ def steps(c):
   return c.steps_by_frac[key]
 
 
-TASK = common.Task(name="modp", groups=GROUPS, variants=("nopos", "preln"), check=check, load=load, model=model,
+TASK = common.Task(name="modp", groups=GROUPS, model_words=("nopos", "preln"), check=check, load=load, model=model,
                    loss=common.loss_of, optimizer=optimizer, steps=steps, n_train=algorithmic.n_train)

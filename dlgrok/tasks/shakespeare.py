@@ -33,7 +33,7 @@ def load(c):
                      stream_train=d["n_train_chars"], vocab=len(d["vocab"]))
 
 
-def model(c, variants, data):
+def model(c, model_words, data):
   return gpt.GPT(vocab=data.vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block, dropout=c.dropout,
                  dropout_site=c.dropout_site)
 
@@ -59,6 +59,6 @@ def steps(c):
   raise configs.ConfigError("steps=0: give the step count, steps=N")
 
 
-TASK = common.Task(name="shakespeare", groups=GROUPS, variants=(), check=check, load=load, model=model,
+TASK = common.Task(name="shakespeare", groups=GROUPS, model_words=(), check=check, load=load, model=model,
                    loss=loss, optimizer=common.constant_lr_optimizer, steps=steps, split=common.fixed_split,
                    batch=batch, train_kwargs=lambda key: {"train": True, "rngs": {"dropout": key}}, correct=correct)
