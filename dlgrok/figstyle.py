@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dlgrok import analysis, configs  # noqa: E402
+from dlgrok import configs, markdown  # noqa: E402
 
 # sized so that a 3-panel figure scaled to a paper's text width keeps ~6 pt text
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 10, "figure.titlesize": 12,
@@ -36,7 +36,7 @@ def rank_label(group, rank):
 
 
 def fmt_step(s):
-  return "0" if s == 0 else analysis.num(s, 2)
+  return "0" if s == 0 else markdown.num(s, 2)
 
 
 def suptitle(fig, text):

@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, inputs, loop
+from dlgrok import checkpoint, cohorts, configs, decompose, factor_measures, factors, inputs, loop, spectral
 from dlgrok import workdir as wd
 
 
@@ -86,14 +86,14 @@ def layer_report(params, ranks, factorisation="usv"):
     u, s, vt = (np.asarray(x) for x in decompose.as_usv(leaf))
     k = ranks.get(name, s.shape[0])
     m, n = u.shape[0], vt.shape[1]
-    a = analysis.recompose(u, s, vt, k)
-    ortho_u, ortho_v = analysis.orthogonality(u, vt, k)
+    a = factor_measures.recompose(u, s, vt, k)
+    ortho_u, ortho_v = factor_measures.orthogonality(u, vt, k)
     out[name] = {"shape": [m, n], "rank": k, "U": [m, k], "S": [k, k], "Vt": [k, n],
                  "trained": decompose.factor_params(m, n, k, factorisation),
                  "inference": decompose.inference_params(m, n, k), "dense": m * n,
                  "singular_values": [float(x) for x in np.linalg.svd(a, compute_uv=False)[:k]],
-                 "stable_rank": float(analysis.stable_rank(jnp.asarray(a))), "UtU_minus_I": float(ortho_u),
-                 "VtVt_minus_I": float(ortho_v), "S_offdiag_mass": float(analysis.offdiag_mass(s, k))}
+                 "stable_rank": float(spectral.stable_rank(jnp.asarray(a))), "UtU_minus_I": float(ortho_u),
+                 "VtVt_minus_I": float(ortho_v), "S_offdiag_mass": float(factor_measures.offdiag_mass(s, k))}
   return out
 
 

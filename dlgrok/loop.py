@@ -17,7 +17,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dlgrok import analysis, decompose, remedies
+from dlgrok import decompose, remedies, spectral
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +258,7 @@ def make_cohort(plan, cohort, placement):
       per_tr, per_te = 1 / jnp.sum(tr), 1 / jnp.sum(te)
       return {"train_loss": jnp.sum(loss * tr) * per_tr, "train_acc": jnp.sum(ok * tr) * per_tr,
               "test_loss": jnp.sum(loss * te) * per_te, "test_acc": jnp.sum(ok * te) * per_te,
-              "stable_rank": analysis.stable_ranks(dense)}
+              "stable_rank": spectral.stable_ranks(dense)}
 
     return over_models(one, (0, 0, 0), per_pass, size)(params, a["ranks"], a["is_train"])
 
