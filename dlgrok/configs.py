@@ -3,7 +3,9 @@
 Tokens, comma-separated, any order: layer-group words; `rN` absolute ranks; `pX` rank percents (`p12.5`);
 `fX` train percent; `wdX` weight decays; `key=value` for any config field. Several ranks (or weight decays)
 make a sweep in one cohort. Parsed once, into numbers: config.ranks (ints), config.pcts and
-config.weight_decays (floats) are tuples.
+config.weight_decays (floats) are tuples; config.remedies holds each remedy set's label in REMEDIES order. The
+plan (cohorts.py) makes them `Remedy` values and the ranks `Rank` values once; rows keep the labels, and readers
+of rows turn them back with Rank.from_label and Remedy.from_label, not by splitting them.
 """
 import dataclasses
 import importlib.util
