@@ -17,7 +17,7 @@ from dlgrok import configs, decompose, tasks
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   seed: int
-  rank: str  # 'r32', 'p50', or 'full' for a dense model
+  rank: configs.Rank  # its label ('r32', 'p50', 'full' for a dense model) is the row's `rank`
   pct: float | None  # rank as a percent of the first factorised layer's full rank
   layer_ranks: dict  # leaf path -> k
   weight_decay: float
@@ -30,17 +30,17 @@ class ModelSpec:
 @dataclasses.dataclass(frozen=True)
 class Cohort:
   name: str
-  words: tuple  # layer-group and variant words; () for the baseline
-  variants: tuple  # the words that change the model itself
+  words: tuple  # layer-group and model words; () for the baseline
+  model_words: tuple  # the words that change the model itself (task.model_words: 'preln', 'nopos')
   max_ranks: dict  # leaf path -> r, the largest rank in the cohort
   models: tuple
   first: int  # global index of the first model
-  factorisation: str = "usv"  # how its decomposed layers are factorised (decompose.VARIANTS)
-  remedy: str = "none"  # its remedy set, words joined by '+'
+  factorisation: str = "usv"  # how its decomposed layers are factorised (configs.FACTORISATIONS)
+  remedy: configs.Remedy = configs.NO_REMEDY
 
   @property
-  def variant(self):
-    """The factorisation, for rows and figures: None for a dense cohort."""
+  def row_factorisation(self):
+    """The factorisation as rows and figures write it (their field `variant`): None for a dense cohort."""
     return self.factorisation if self.max_ranks else None
 
   @property
@@ -142,29 +142,29 @@ def at_frac(config, frac):
   return c
 
 
-def factorised_shapes(task, config, data, variants, max_ranks, factorisation="usv"):
+def factorised_shapes(task, config, data, model_words, max_ranks, factorisation="usv"):
   """The model's parameter tree with the `max_ranks` leaves factorised, as shapes (nothing is computed)."""
-  model = task.model(config, variants, data)
+  model = task.model(config, model_words, data)
   x = task.prepare(jnp.asarray(data.x[:1]))
   return jax.eval_shape(lambda k: decompose.factorise(model.init(k, x)["params"], max_ranks, factorisation),
                         jax.random.PRNGKey(0))
 
 
 def rank_specs(config):
-  """[(label, kind, value)] of the config's ranks: absolute ones first, then percents."""
-  return ([(configs.rank_label("r", k), "r", k) for k in config.ranks]
-          + [(configs.rank_label("p", p), "p", p) for p in config.pcts])
+  """The config's ranks (configs.Rank): absolute ones first, then percents."""
+  return [configs.Rank("r", k) for k in config.ranks] + [configs.Rank("p", p) for p in config.pcts]
 
 
 def layer_ranks(config, task, tree, groups):
-  """([(label, pct, {path: k})] per rank token, {path: largest k}) of the chosen layer groups in `tree`."""
+  """([(rank, pct, {path: k})] per rank token, {path: largest k}) of the chosen layer groups in `tree`."""
   try:
     chosen = decompose.select(tree, task.patterns(groups))
   except decompose.DecomposeError as e:
     raise configs.ConfigError(str(e)) from None
   leaves = {decompose.path_str(p): l.shape for p, l in jax.tree_util.tree_flatten_with_path(tree)[0]}
   per_token, max_ranks, seen = [], {}, {}
-  for label, kind, value in rank_specs(config):
+  for rank in rank_specs(config):
+    kind, value, label = rank.kind, rank.value, rank.label
     ranks = {}
     for path in chosen:
       k = value if kind == "r" else decompose.pct_to_rank(value, decompose.full_rank(leaves[path]))
@@ -179,17 +179,16 @@ def layer_ranks(config, task, tree, groups):
                                 f"({', '.join(f'{decompose.layer_name(p)}: {k}' for p, k in ranks.items())}); give one")
     first = decompose.full_rank(leaves[next(iter(chosen))])
     pct = (int(value) if value == int(value) else value) if kind == "p" else round(100 * value / first, 2)
-    per_token.append((label, pct, ranks))
+    per_token.append((rank, pct, ranks))
   return per_token, max_ranks
 
 
 def remedy_grid(config, remedy):
   """The per-model hyperparameters of a remedy set's cohort: alpha x lambda (grokfast EMA), window x lambda
   (grokfast MA), else one empty set."""
-  words = remedy.split("+")
-  if "grokfast_ema" in words:
+  if remedy.has("grokfast_ema"):
     return [{"alpha": a, "lamb": l} for a in config.ema_alphas for l in config.ema_lambs]
-  if "grokfast_ma" in words:
+  if remedy.has("grokfast_ma"):
     return [{"window": int(w), "lamb": l} for w in config.ma_windows for l in config.ma_lambs]
   return [{}]
 
@@ -200,10 +199,10 @@ def plan_cohorts(config, task, data):
   model per rank token, remedy hyperparameters, weight decay, training fraction and seed, in that order."""
   words = tuple(configs.split_tokens(config.group))
   groups = tuple(w for w in words if w in task.groups and w != "none")
-  variants = tuple(w for w in words if w in task.variants)
+  model_words = tuple(w for w in words if w in task.model_words)
   specs = rank_specs(config)
   if specs and not groups:
-    raise configs.ConfigError(f"ranks {', '.join(s[0] for s in specs)} given but no layer group to decompose")
+    raise configs.ConfigError(f"ranks {', '.join(s.label for s in specs)} given but no layer group to decompose")
   if groups and not specs:
     raise configs.ConfigError(f"no ranks for group {config.group!r}: give rN or pX tokens")
   fracs = [(f, data.n_train if not task.per_model_fraction or f == config.frac else task.n_train(len(data.y), f))
@@ -214,28 +213,28 @@ def plan_cohorts(config, task, data):
       raise configs.ConfigError(f"train fraction f{100 * f:g} ({f:g} of {n} examples) leaves {n_tr} to train on "
                                 f"and {n - n_tr} to test on; each needs at least 1: use a fraction in "
                                 f"f{100 / n:.3g}..f{100 * (n - 1) / n:.5g}")
-  # kinds of model: (name, words, model variants, factorisation, [(rank label, pct, ranks)], max ranks)
-  dense = ("baseline", (), (), "usv", [("full", None, {})], {})
+  # kinds of model: (name, words, model words, factorisation, [(rank, pct, ranks)], max ranks)
+  dense = ("baseline", (), (), "usv", [(configs.FULL, None, {})], {})
   kinds = []
   if groups:
-    per_token, max_ranks = layer_ranks(config, task, factorised_shapes(task, config, data, variants, {}), groups)
+    per_token, max_ranks = layer_ranks(config, task, factorised_shapes(task, config, data, model_words, {}), groups)
     for form in config.factorisations or ("usv",):
       name = ",".join(words) + ("" if form == "usv" else f"[{form}]")
-      kinds.append((name, words, variants, form, per_token, max_ranks))
-  elif variants:
-    kinds.append((",".join(words), words, variants, "usv", [("full", None, {})], {}))
+      kinds.append((name, words, model_words, form, per_token, max_ranks))
+  elif model_words:
+    kinds.append((",".join(words), words, model_words, "usv", [(configs.FULL, None, {})], {}))
   plain = [dense] if config.baseline or not (kinds or config.remedies) else []
-  arms = [(kind, "none") for kind in plain + kinds]
-  arms += [(kind, r) for r in config.remedies for kind in [dense] + kinds * config.remedy_groups]
+  arms = [(kind, configs.NO_REMEDY) for kind in plain + kinds]
+  arms += [(kind, configs.Remedy.parse(r)) for r in config.remedies for kind in [dense] + kinds * config.remedy_groups]
   cohorts, n = [], 0
-  for (name, kind_words, kind_variants, form, per_token, max_ranks), remedy in arms:
-    shapes = factorised_shapes(task, config, data, kind_variants, max_ranks, form)
-    wds = config.decays if {"decay", "adam_l2"} & set(remedy.split("+")) else config.weight_decays
-    counts = {label: decompose.count_params(shapes, ranks, form)[1] for label, _, ranks in per_token}
-    models = tuple(ModelSpec(s, label, pct, ranks, wd, counts[label], f, n_tr, hp)
-                   for label, pct, ranks in per_token for hp in remedy_grid(config, remedy) for wd in wds
+  for (name, kind_words, kind_model_words, form, per_token, max_ranks), remedy in arms:
+    shapes = factorised_shapes(task, config, data, kind_model_words, max_ranks, form)
+    wds = config.decays if remedy.has("decay", "adam_l2") else config.weight_decays
+    counts = {rank: decompose.count_params(shapes, ranks, form)[1] for rank, _, ranks in per_token}
+    models = tuple(ModelSpec(s, rank, pct, ranks, wd, counts[rank], f, n_tr, hp)
+                   for rank, pct, ranks in per_token for hp in remedy_grid(config, remedy) for wd in wds
                    for f, n_tr in fracs for s in range(config.seed, config.seed + config.seeds))
-    cohort_name = name if remedy == "none" else f"{name}+{remedy}"
-    cohorts.append(Cohort(cohort_name, kind_words, kind_variants, max_ranks, models, n, form, remedy))
+    cohort_name = name if remedy == configs.NO_REMEDY else f"{name}+{remedy.label}"
+    cohorts.append(Cohort(cohort_name, kind_words, kind_model_words, max_ranks, models, n, form, remedy))
     n += len(models)
   return cohorts

@@ -3,8 +3,11 @@
 Tokens, comma-separated, any order: layer-group words; `rN` absolute ranks; `pX` rank percents (`p12.5`);
 `fX` train percent; `wdX` weight decays; `key=value` for any config field. Several ranks (or weight decays)
 make a sweep in one cohort. Parsed once, into numbers: config.ranks (ints), config.pcts and
-config.weight_decays (floats) are tuples.
+config.weight_decays (floats) are tuples; config.remedies holds each remedy set's label in REMEDIES order. The
+plan (cohorts.py) makes them `Remedy` values and the ranks `Rank` values once; rows keep the labels, and readers
+of rows turn them back with Rank.from_label and Remedy.from_label, not by splitting them.
 """
+import dataclasses
 import importlib.util
 import inspect
 import math
@@ -33,9 +36,13 @@ EXPERIMENTS = shipped("experiments")
 TUPLES = {"ranks": int, "pcts": float, "weight_decays": float, "fracs": float, "ema_alphas": float,
           "ema_lambs": float, "ma_windows": int, "ma_lambs": float, "decays": float}  # tuples of numbers
 WORD_TUPLES = ("factorisations", "remedies")  # fields holding tuples of words
-FACTORISATIONS = ("usv", "uv", "diag", "s")  # decompose.VARIANTS: how a decomposed layer is factorised
+FACTORISATIONS = ("usv", "uv", "diag", "s")  # how a decomposed layer is factorised (decompose.py)
 REMEDIES = ("grokfast_ema", "grokfast_ma", "stablemax", "orthograd", "decay", "adam_l2",
             "warm0")  # joined by '+' into a remedy set; adam_l2 and warm0 change the optimiser recipe
+EMA_ALPHA, EMA_LAMB = 0.98, 2.0  # the remedies' defaults: grokfast-EMA alpha and lambda,
+MA_WINDOW, MA_LAMB = 100, 5.0  # grokfast-MA window and lambda,
+DECAY = 1.0  # the weight decay of the 'decay' and 'adam_l2' cohorts
+FRAC_TOKEN = re.compile(r"f[0-9.eE+-]+")  # fX: the train percent
 UINT32 = 2**32  # seeds are uint32 PRNG keys
 POSITIVE_INTS = ("width", "heads", "layers", "block", "n_train", "epochs", "batch_size", "p",
                  "patch", "mlp_ratio")  # each >= 1 where a task has it
@@ -72,9 +79,72 @@ def parse_rank_token(tok):
   return "p", x
 
 
-def rank_label(kind, value):
-  """'r32', 'p50', 'p12.5': how a rank is named in rows and figures."""
-  return f"{kind}{value:g}"
+@dataclasses.dataclass(frozen=True)
+class Rank:
+  """A model's rank: kind 'r' (value: an absolute rank), 'p' (value: percent of the full rank) or 'full' (a dense
+  model, no value)."""
+  kind: str
+  value: float | None = None
+
+  @property
+  def label(self):
+    """'r32', 'p50', 'p12.5', 'full': how a rank is named in rows and figures."""
+    return "full" if self.kind == "full" else f"{self.kind}{self.value:g}"
+
+  @property
+  def text(self):
+    """'rank 32', 'rank 12.5 %', 'full': as figures write it."""
+    return {"r": f"rank {self.value:g}", "p": f"rank {self.value:g} %"}.get(self.kind, self.kind)
+
+  @staticmethod
+  def from_label(label):
+    """The Rank of a label written in a metrics row."""
+    return FULL if label == "full" else Rank(*parse_rank_token(label))
+
+
+FULL = Rank("full")
+
+
+@dataclasses.dataclass(frozen=True)
+class Remedy:
+  """A remedy set: its words in REMEDIES order; () for none."""
+  words: tuple = ()
+
+  def has(self, *words):
+    """Whether the set holds any of `words`."""
+    return any(w in self.words for w in words)
+
+  @property
+  def label(self):
+    """'stablemax+orthograd', 'none': as cohort names and metrics rows write it."""
+    return "+".join(self.words) or "none"
+
+  @staticmethod
+  def from_label(label):
+    """The Remedy of a label written in a metrics row ('none' included)."""
+    return NO_REMEDY if label == "none" else Remedy.parse(label)
+
+  @staticmethod
+  def parse(text):
+    """'orthograd+stablemax' -> Remedy(('stablemax', 'orthograd')). ConfigError for a word not in REMEDIES, a
+    repeated word or two alternatives together."""
+    words = text.split("+")
+    bad = [w for w in words if w not in REMEDIES]
+    if bad or len(set(words)) < len(words):
+      raise ConfigError(f"remedy {text!r}: give each of {', '.join(REMEDIES)} at most once, joined by +")
+    if {"grokfast_ema", "grokfast_ma"} <= set(words):
+      raise ConfigError(f"remedy {text!r}: grokfast_ema and grokfast_ma are alternatives; use one of them")
+    if {"decay", "adam_l2"} <= set(words):
+      raise ConfigError(f"remedy {text!r}: decay (decoupled, AdamW) and adam_l2 (coupled, Adam) are alternatives; "
+                        "use one of them")
+    return Remedy(tuple(w for w in REMEDIES if w in words))
+
+
+NO_REMEDY = Remedy()
+
+
+def is_remedy_token(tok):
+  return all(w in REMEDIES for w in tok.split("+"))
 
 
 def split_tokens(arg):
@@ -131,12 +201,12 @@ def apply_arg(config, arg, task, default_ranks=None):
       once(groups, tok, tok)
     elif tok in FACTORISATIONS:
       once(forms, tok, tok)
-    elif all(w in REMEDIES for w in tok.split("+")):
-      once(remedies, remedy_set(tok), tok)
+    elif is_remedy_token(tok):
+      once(remedies, Remedy.parse(tok).label, tok)
     elif re.fullmatch(r"[rp][0-9.eE+-]+", tok):
       kind, value = parse_rank_token(tok)
       once(ranks if kind == "r" else pcts, value, tok)
-    elif re.fullmatch(r"f[0-9.eE+-]+", tok):
+    elif FRAC_TOKEN.fullmatch(tok):
       pct = parse_number(tok[1:], f"train fraction {tok!r}")
       if not 0 < pct < 100:
         raise ConfigError(f"train fraction {tok!r} is outside (0, 100) percent")
@@ -167,20 +237,6 @@ def apply_arg(config, arg, task, default_ranks=None):
   if remedies:
     config.remedies = tuple(remedies)
   return config
-
-
-def remedy_set(text):
-  """'orthograd+stablemax' -> 'stablemax+orthograd': the words of a remedy set in REMEDIES order."""
-  words = text.split("+")
-  bad = [w for w in words if w not in REMEDIES]
-  if bad or len(set(words)) < len(words):
-    raise ConfigError(f"remedy {text!r}: give each of {', '.join(REMEDIES)} at most once, joined by +")
-  if {"grokfast_ema", "grokfast_ma"} <= set(words):
-    raise ConfigError(f"remedy {text!r}: grokfast_ema and grokfast_ma are alternatives; use one of them")
-  if {"decay", "adam_l2"} <= set(words):
-    raise ConfigError(f"remedy {text!r}: decay (decoupled, AdamW) and adam_l2 (coupled, Adam) are alternatives; "
-                      "use one of them")
-  return "+".join(w for w in REMEDIES if w in words)
 
 
 def parse_weight_decay(text):
@@ -225,9 +281,9 @@ def base(**fields):
   c.factorisations = ()  # decomposed cohorts, one per factorisation (usv uv diag s); empty: usv
   c.remedies = ()  # remedy sets ('grokfast_ema', 'stablemax+orthograd', 'decay'): a cohort each, beside the others
   c.remedy_groups = False  # remedies also on the decomposed cohorts (else on the baseline model only)
-  c.ema_alphas, c.ema_lambs = (0.98,), (2.0,)  # grokfast-EMA alpha x lambda: per-model sweeps in its cohorts
-  c.ma_windows, c.ma_lambs = (100,), (5.0,)  # grokfast-MA window x lambda
-  c.decays = (1.0,)  # weight decays of the 'decay' and 'adam_l2' remedies' cohorts
+  c.ema_alphas, c.ema_lambs = (EMA_ALPHA,), (EMA_LAMB,)  # grokfast-EMA alpha x lambda: per-model sweeps in its cohorts
+  c.ma_windows, c.ma_lambs = (MA_WINDOW,), (MA_LAMB,)  # grokfast-MA window x lambda
+  c.decays = (DECAY,)  # weight decays of the 'decay' and 'adam_l2' remedies' cohorts
   c.update(fields)
   return c
 
@@ -360,11 +416,11 @@ def check_lab(c):
     if form not in FACTORISATIONS:
       raise ConfigError(f"factorisations: {form!r}; allowed: {', '.join(FACTORISATIONS)}")
   for r in c.get("remedies", ()):
-    words = remedy_set(r).split("+")
-    if "warm0" in words and "warmup_start" not in c:
+    remedy = Remedy.parse(r)
+    if remedy.has("warm0") and "warmup_start" not in c:
       raise ConfigError(f"remedy {r!r}: warm0 sets the mod-p warm-up (warmup_start, warmup_steps), which task "
                         f"{c.task!r} does not have")
-    if "adam_l2" in words and c.optimizer != "adamw":
+    if remedy.has("adam_l2") and c.optimizer != "adamw":
       raise ConfigError(f"remedy {r!r}: adam_l2 replaces AdamW by Adam with coupled L2; optimizer={c.optimizer!r} "
                         "(use optimizer=adamw)")
   for key, low, low_ok, high, allowed in (("ema_alphas", 0, True, 1, "in [0, 1)"), ("ema_lambs", 0, True, math.inf,

@@ -5,7 +5,7 @@ A factorised leaf is a plain dict {'U': (m, r), 'S': (r, r), 'Vt': (r, n)} initi
 leaf itself. Each model carries its rank k <= r per leaf as data: recompose masks S to its top-left k x k block,
 so models of different ranks share shapes (and vmap), and the masked entries get exactly zero gradient.
 
-Variants (the lab's ablations, one per cohort): `usv` as above; `uv`, two factors {'U': U sqrt(S), 'Vt':
+Factorisations (the lab's ablations, one per cohort): `usv` as above; `uv`, two factors {'U': U sqrt(S), 'Vt':
 sqrt(S) Vt} and no middle matrix; `diag`, {'U', 's': (r,), 'Vt'} with only S's diagonal trained; `s`, the usv
 form with U and Vt frozen at their SVD initialisation (mask_updates zeroes their updates).
 """
@@ -16,7 +16,7 @@ from fractions import Fraction
 import jax
 import jax.numpy as jnp
 
-VARIANTS = ("usv", "uv", "diag", "s")
+from dlgrok.configs import FACTORISATIONS
 FORMS = (("S", "U", "Vt"), ("U", "Vt"), ("U", "Vt", "s"))  # sorted keys of a factorised leaf: usv and s, uv, diag
 
 
@@ -29,7 +29,7 @@ def is_factor(x):
 
 
 def as_usv(factor):
-  """(U, S, Vt) of any variant's leaf, S as a full r x r matrix (identity for uv, diagonal for diag)."""
+  """(U, S, Vt) of any factorisation's leaf, S as a full r x r matrix (identity for uv, diagonal for diag)."""
   u, vt = factor["U"], factor["Vt"]
   if "S" in factor:
     return u, factor["S"], vt
@@ -98,23 +98,23 @@ def check_rank(name, k, shape):
   return k
 
 
-def factorise_leaf(a, r, variant="usv"):
-  """The variant's rank-r factors from the reduced SVD of `a` (S starts diagonal)."""
+def factorise_leaf(a, r, factorisation="usv"):
+  """The factorisation's rank-r factors from the reduced SVD of `a` (S starts diagonal)."""
   u, s, vt = jnp.linalg.svd(a, full_matrices=False)  # works on a leading batch axis too
   u, s, vt = u[..., :r], s[..., :r], vt[..., :r, :]
-  if variant == "uv":
+  if factorisation == "uv":
     root = jnp.sqrt(s)
     return {"U": u * root[..., None, :], "Vt": root[..., :, None] * vt}
-  if variant == "diag":
+  if factorisation == "diag":
     return {"U": u, "s": s, "Vt": vt}
   return {"U": u, "S": s[..., :, None] * jnp.eye(r, dtype=a.dtype), "Vt": vt}
 
 
-def factorise(params, max_ranks, variant="usv"):
-  """Replaces each leaf named in `max_ranks` ({path: r}) by its rank-r factors of `variant`; other leaves come back
-  as they are."""
-  if variant not in VARIANTS:
-    raise DecomposeError(f"variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+def factorise(params, max_ranks, factorisation="usv"):
+  """Replaces each leaf named in `max_ranks` ({path: r}) by its rank-r factors of `factorisation`; other leaves
+  come back as they are."""
+  if factorisation not in FACTORISATIONS:
+    raise DecomposeError(f"factorisation {factorisation!r}; allowed: {', '.join(FACTORISATIONS)}")
   missing = set(max_ranks) - set(leaf_paths(params))
   if missing:
     raise DecomposeError(f"no parameter at {sorted(missing)}; leaves are: {', '.join(leaf_paths(params))}")
@@ -124,7 +124,7 @@ def factorise(params, max_ranks, variant="usv"):
     if name not in max_ranks:
       return leaf
     check_rank(name, max_ranks[name], leaf.shape[-2:])
-    return factorise_leaf(leaf, max_ranks[name], variant)
+    return factorise_leaf(leaf, max_ranks[name], factorisation)
 
   return jax.tree_util.tree_map_with_path(f, params)
 
@@ -157,9 +157,9 @@ def recompose(params, ranks=None):
   return jax.tree_util.tree_map_with_path(f, params, is_leaf=is_factor)
 
 
-def mask_updates(updates, ranks, variant="usv"):
+def mask_updates(updates, ranks, factorisation="usv"):
   """Zeroes the rows/columns of the factors beyond each leaf's rank, so masked entries never move; for the `s`
-  variant also every update of U and Vt (frozen at their SVD initialisation)."""
+  factorisation also every update of U and Vt (frozen at their SVD initialisation)."""
 
   def f(p, leaf):
     if not is_factor(leaf):
@@ -173,17 +173,17 @@ def mask_updates(updates, ranks, variant="usv"):
         out["S"] = leaf["S"] * (m[:, None] & m[None, :])
       if "s" in leaf:
         out["s"] = leaf["s"] * m
-    if variant == "s":
+    if factorisation == "s":
       out.update(U=jnp.zeros_like(leaf["U"]), Vt=jnp.zeros_like(leaf["Vt"]))
     return out
 
   return jax.tree_util.tree_map_with_path(f, updates, is_leaf=is_factor)
 
 
-def factor_params(m, n, k, variant="usv"):
+def factor_params(m, n, k, factorisation="usv"):
   """Trained parameters of a rank-k factorisation of an m x n matrix: mk + k^2 + kn (usv); mk + kn (uv);
   mk + k + kn (diag); k^2 (s: U and Vt frozen)."""
-  return {"usv": m * k + k * k + k * n, "uv": m * k + k * n, "diag": m * k + k + k * n, "s": k * k}[variant]
+  return {"usv": m * k + k * k + k * n, "uv": m * k + k * n, "diag": m * k + k + k * n, "s": k * k}[factorisation]
 
 
 def inference_params(m, n, k):
@@ -201,9 +201,9 @@ def break_even_rank(m, n):
   return k
 
 
-def count_params(params, ranks=None, variant="usv"):
+def count_params(params, ranks=None, factorisation="usv"):
   """Per-leaf and total {'trained', 'inference', 'dense'} counts; factorised leaves counted at their rank k as
-  `variant` trains them."""
+  `factorisation` trains them."""
   ranks = ranks or {}
   rows = {}
   flat, _ = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_factor)
@@ -212,7 +212,7 @@ def count_params(params, ranks=None, variant="usv"):
     if is_factor(leaf):
       m, n = _shape(leaf)
       k = int(ranks.get(name, leaf["U"].shape[-1]))
-      rows[name] = {"trained": factor_params(m, n, k, variant), "inference": inference_params(m, n, k),
+      rows[name] = {"trained": factor_params(m, n, k, factorisation), "inference": inference_params(m, n, k),
                     "dense": m * n}
     else:
       size = math.prod(leaf.shape)

@@ -5,7 +5,7 @@ import io
 import jax
 import numpy as np
 
-from dlgrok import analysis, decompose, workdir as wd
+from dlgrok import decompose, factor_measures, summary, workdir as wd
 
 
 def path(workdir):
@@ -52,9 +52,9 @@ def read(workdir, rows, label):
     if "A" in parts and row["group"] != "none":
       continue
     if "A" in parts:
-      f = analysis.dense_factors(parts["A"]) + (None,)
+      f = factor_measures.dense_factors(parts["A"]) + (None,)
     else:
       f = (parts["U"], parts["S"], parts["Vt"], row["layer_ranks"].get(layer))
-    key = (row["group"] != "none", analysis.rank_sort_key(row), row["group"], row["rank"])
+    key = (row["group"] != "none", summary.rank_sort_key(row), row["group"], row["rank"])
     out.setdefault(layer, {}).setdefault(key, []).append(f)
   return {layer: [(label(k[2], k[3]), fs) for k, fs in sorted(labels.items())] for layer, labels in out.items()}

@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dlgrok import analysis  # noqa: E402
+from dlgrok import configs, markdown  # noqa: E402
 
 # sized so that a 3-panel figure scaled to a paper's text width keeps ~6 pt text
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 10, "figure.titlesize": 12,
@@ -31,15 +31,12 @@ def group_name(group):
 
 
 def rank_label(group, rank):
-  if group == "none":
-    return "baseline"
-  if rank.startswith("p"):
-    return f"rank {rank[1:]} %"
-  return f"rank {rank[1:]}" if rank.startswith("r") else rank
+  """'baseline', 'rank 32', 'rank 12.5 %' of a row's group and rank label."""
+  return "baseline" if group == "none" else configs.Rank.from_label(rank).text
 
 
 def fmt_step(s):
-  return "0" if s == 0 else analysis.num(s, 2)
+  return "0" if s == 0 else markdown.num(s, 2)
 
 
 def suptitle(fig, text):

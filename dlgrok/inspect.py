@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, inputs, loop
+from dlgrok import checkpoint, cohorts, configs, decompose, factor_measures, factors, inputs, loop, spectral
 from dlgrok import workdir as wd
 
 
@@ -75,7 +75,7 @@ def pick(run, index):
   raise inputs.InputError(f"no model {index}; models are 0..{run.plan.n_models - 1}")
 
 
-def layer_report(params, ranks, variant="usv"):
+def layer_report(params, ranks, factorisation="usv"):
   """Per factorised leaf: shapes, counts, spectrum, stable rank, orthogonality, S off-diagonal mass."""
   out = {}
   flat = jax.tree_util.tree_flatten_with_path(params, is_leaf=decompose.is_factor)[0]
@@ -86,13 +86,14 @@ def layer_report(params, ranks, variant="usv"):
     u, s, vt = (np.asarray(x) for x in decompose.as_usv(leaf))
     k = ranks.get(name, s.shape[0])
     m, n = u.shape[0], vt.shape[1]
-    a = analysis.recompose(u, s, vt, k)
-    ortho_u, ortho_v = analysis.orthogonality(u, vt, k)
+    a = factor_measures.recompose(u, s, vt, k)
+    ortho_u, ortho_v = factor_measures.orthogonality(u, vt, k)
     out[name] = {"shape": [m, n], "rank": k, "U": [m, k], "S": [k, k], "Vt": [k, n],
-                 "trained": decompose.factor_params(m, n, k, variant), "inference": decompose.inference_params(m, n, k),
-                 "dense": m * n, "singular_values": [float(x) for x in np.linalg.svd(a, compute_uv=False)[:k]],
-                 "stable_rank": float(analysis.stable_rank(jnp.asarray(a))), "UtU_minus_I": float(ortho_u),
-                 "VtVt_minus_I": float(ortho_v), "S_offdiag_mass": float(analysis.offdiag_mass(s, k))}
+                 "trained": decompose.factor_params(m, n, k, factorisation),
+                 "inference": decompose.inference_params(m, n, k), "dense": m * n,
+                 "singular_values": [float(x) for x in np.linalg.svd(a, compute_uv=False)[:k]],
+                 "stable_rank": float(spectral.stable_rank(jnp.asarray(a))), "UtU_minus_I": float(ortho_u),
+                 "VtVt_minus_I": float(ortho_v), "S_offdiag_mass": float(factor_measures.offdiag_mass(s, k))}
   return out
 
 
@@ -120,8 +121,8 @@ def report(workdir, step=None, model=None):
     out["cohorts"].append({"name": k.name, "models": len(k.models)})
     for i, m in enumerate(k.models):
       out["models"].append({"model": k.first + i, "cohort": k.name, "group": ",".join(k.words) or "none",
-                            "rank": m.rank, "seed": m.seed, "frac": m.frac,
-                            "weight_decay": m.weight_decay, "variant": k.variant, "remedy": k.remedy,
+                            "rank": m.rank.label, "seed": m.seed, "frac": m.frac,
+                            "weight_decay": m.weight_decay, "variant": k.row_factorisation, "remedy": k.remedy.label,
                             "remedy_params": m.remedy_params})
   chosen = range(len(out["models"])) if model is None else [model]
   out["details"] = {}

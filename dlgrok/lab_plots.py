@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, figstyle, workdir as wd
+from dlgrok import configs, figstyle, markdown, summary, workdir as wd
 
 REMEDY_NAMES = {"grokfast_ema": "grokfast EMA", "grokfast_ma": "grokfast MA", "stablemax": "StableMax",
                 "orthograd": "⊥Grad", "adam_l2": "Adam + L2", "warm0": "warm-up from 0"}
@@ -31,10 +31,11 @@ def fmt(v):
 
 
 def remedy_label(remedy, params):
-  """'grokfast EMA (α 0.98, λ 2)', 'StableMax + ⊥Grad': the parameters follow the grokfast word, if any."""
+  """'grokfast EMA (α 0.98, λ 2)', 'StableMax + ⊥Grad' of a configs.Remedy: the parameters follow the grokfast
+  word, if any."""
   order = list(PARAM_NAMES)
   keys = sorted(params, key=lambda k: (order.index(k) if k in order else len(order), k))
-  words = remedy.split("+")
+  words = remedy.words
   names = [REMEDY_NAMES.get(w, w) for w in words]
   if keys:
     at = next((i for i, w in enumerate(words) if w.startswith("grokfast")), len(words) - 1)
@@ -43,47 +44,46 @@ def remedy_label(remedy, params):
 
 
 def rank_text(rank):
-  if rank.startswith("p"):
-    return f"{rank[1:]} %"
-  return f"rank {rank[1:]}" if rank.startswith("r") else rank
+  """'100 %', 'rank 32', 'full' of a configs.Rank."""
+  return f"{rank.value:g} %" if rank.kind == "p" else rank.text
 
 
-def is_baseline(key):
-  group, _, _, remedy, _, wd, _ = key
-  return group == "none" and remedy == "none" and not wd
+def is_baseline(arm):
+  return arm.group == "none" and arm.remedy == configs.NO_REMEDY and not arm.weight_decay
 
 
-def arm_label(key, with_frac=False):
-  """'baseline', 'baseline, wd 1', 'all 100 % (usv)', 'StableMax + ⊥Grad', ... from an analysis.arm_key."""
-  group, variant, rank, remedy, params, wd, frac = key
-  parts = [] if group == "none" else [f"{group} {rank_text(rank)}" + (f" ({variant})" if variant else "")]
-  parts += [remedy_label(remedy, json.loads(params))] if remedy != "none" else []
+def arm_label(arm, with_frac=False):
+  """'baseline', 'baseline, wd 1', 'all 100 % (usv)', 'StableMax + ⊥Grad', ... of a summary.Arm."""
+  wd = arm.weight_decay
+  parts = [] if arm.group == "none" else [f"{arm.group} {rank_text(arm.rank)}"
+                                          + (f" ({arm.variant})" if arm.variant else "")]
+  parts += [remedy_label(arm.remedy, json.loads(arm.params))] if arm.remedy != configs.NO_REMEDY else []
   parts = (parts or ["baseline"]) + ([f"wd {wd:g}"] if wd else [])
-  return ", ".join(parts + ([f"{frac * 100:g} % data"] if with_frac else []))
+  return ", ".join(parts + ([f"{arm.frac * 100:g} % data"] if with_frac else []))
 
 
 def arms(rows):
-  """[(arm key, models)], at each training fraction the baseline first, then by group, rank, variant, remedy."""
+  """[(summary.Arm, models)], at each training fraction the baseline first, then by group, rank, variant, remedy."""
   out = {}
-  for rs in analysis.by_model(rows).values():
-    out.setdefault(analysis.arm_key(rs[0]), []).append(rs)
+  for rs in summary.by_model(rows).values():
+    out.setdefault(summary.arm_key(rs[0]), []).append(rs)
   def order(item):
-    (group, variant, _, remedy, params, wd, frac), models = item
-    return (frac, not is_baseline(item[0]), figstyle.group_key(group), analysis.rank_sort_key(models[0][0]),
-            variant or "", remedy, params, wd or 0)
+    arm, models = item
+    return (arm.frac, not is_baseline(arm), figstyle.group_key(arm.group), summary.rank_sort_key(models[0][0]),
+            arm.variant or "", arm.remedy.label, arm.params, arm.weight_decay or 0)
   return sorted(out.items(), key=order)
 
 
-def baseline_of(key, found):
-  return next((v for k, v in found if is_baseline(k) and k[6] == key[6]), None)
+def baseline_of(arm, found):
+  return next((v for k, v in found if is_baseline(k) and k.frac == arm.frac), None)
 
 
 def compare_rows(rows):
-  """[(arm label, analysis.summary_of its models + 'speedup' against its baseline)] in arms() order."""
+  """[(arm label, summary.summary_of its models + 'speedup' against its baseline)] in arms() order."""
   found = arms(rows)
-  with_frac = len({k[6] for k, _ in found}) > 1
-  sums = [(k, analysis.summary_of(ms)) for k, ms in found]
-  return [(arm_label(k, with_frac), dict(s, speedup=analysis.speedup(baseline_of(k, sums), s))) for k, s in sums]
+  with_frac = len({k.frac for k, _ in found}) > 1
+  sums = [(k, summary.summary_of(ms)) for k, ms in found]
+  return [(arm_label(k, with_frac), dict(s, speedup=summary.speedup(baseline_of(k, sums), s))) for k, s in sums]
 
 
 def compare_table(rows):
@@ -97,9 +97,9 @@ def compare_table(rows):
     if r["diverged"] == r["n"]:
       cells += ["diverged"] * 5
     else:
-      cells += [analysis.measure_text(r[m], r["n"]) for m in ("memorise_step", "test95_step", "gap1_step")]
-      cells += [f"{r['speedup']:.2f}×" if r["speedup"] else "–", analysis.percent(r["final_test"])]
-    lines.append("| " + " | ".join(cells + [analysis.diverged_text(r)]) + " |")
+      cells += [markdown.measure_text(r[m], r["n"]) for m in ("memorise_step", "test95_step", "gap1_step")]
+      cells += [f"{r['speedup']:.2f}×" if r["speedup"] else "–", markdown.percent(r["final_test"])]
+    lines.append("| " + " | ".join(cells + [markdown.diverged_text(r)]) + " |")
   return "\n".join(lines)
 
 
@@ -113,7 +113,7 @@ def compare_figure(rows):
   """One panel per arm: mean train (dotted) and test (solid) accuracy over seeds, +-1 std shaded, log-x, over
   the baseline's test curve (grey); panel titles count the models that diverged (their evaluations are gaps)."""
   found = arms(rows)
-  with_frac = len({k[6] for k, _ in found}) > 1
+  with_frac = len({k.frac for k, _ in found}) > 1
   ncols = min(4, len(found))
   nrows = -(-len(found) // ncols)
   fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 0.4, 2.8 * nrows + 1.3), squeeze=False,
@@ -128,12 +128,12 @@ def compare_figure(rows):
     for ms, field, style, c, alpha in curves:
       if ms is None:
         continue
-      s, mean, std = analysis.mean_curve(ms, field)
+      s, mean, std = summary.mean_curve(ms, field)
       on = s > 0  # log axis
       ax.plot(s[on], mean[on], style, color=c, lw=1.3 if alpha == 1 else 1.0, alpha=alpha, zorder=1 + (alpha == 1))
       if alpha == 1:
         ax.fill_between(s[on], (mean - std)[on], (mean + std)[on], color=c, alpha=0.15, lw=0)
-    k = sum(map(analysis.diverged, models))
+    k = sum(map(summary.diverged, models))
     title = f"{arm_label(key, with_frac)} ({len(models)} seed{'s' * (len(models) > 1)}"
     ax.set_title(textwrap.fill(title + (f", {k} diverged)" if k else ")"), 36), fontsize=10)
     ax.set_xscale("log")
@@ -158,23 +158,23 @@ Phase = namedtuple("Phase", "labels fracs values reached seeds diverged")
 def phase_matrix(rows, group, measure="gap1_step"):
   """Rank x training-fraction matrix of `group`'s models: labels are its rank percents low to high, then
   'baseline' (group none, no remedy, the group's weight decay); fracs its training fractions. values[i, j]: the
-  mean `measure` (one of analysis.MEASURES) over the seeds that reached it, NaN where none did, or for
+  mean `measure` (one of summary.MEASURES) over the seeds that reached it, NaN where none did, or for
   'final_test' the mean final test accuracy of the models that did not diverge; reached: how many models that
   mean is over; seeds: models in the cell (0: none trained); diverged: how many of them diverged."""
   dec = [r for r in rows if r["group"] == group and r.get("pct") is not None]
   wds = {r.get("weight_decay") for r in dec}
-  base = [r for r in rows if r["group"] == "none" and analysis.arm_key(r)[3] == "none"
+  base = [r for r in rows if r["group"] == "none" and summary.arm_key(r).remedy == configs.NO_REMEDY
           and r.get("weight_decay") in wds]
   pcts = sorted({round(float(r["pct"]), 6) for r in dec})
-  fracs = sorted({analysis.frac_key(r["frac"]) for r in dec})
+  fracs = sorted({summary.frac_key(r["frac"]) for r in dec})
   shape = (len(pcts) + 1, len(fracs))
   values, (reached, seeds, diverged) = np.full(shape, np.nan), (np.zeros(shape, int) for _ in range(3))
   for i, sel in enumerate([[r for r in dec if round(float(r["pct"]), 6) == p] for p in pcts] + [base]):
     for j, f in enumerate(fracs):
-      models = list(analysis.by_model([r for r in sel if analysis.frac_key(r["frac"]) == f]).values())
+      models = list(summary.by_model([r for r in sel if summary.frac_key(r["frac"]) == f]).values())
       if not models:
         continue
-      s = analysis.summary_of(models)
+      s = summary.summary_of(models)
       seeds[i, j], diverged[i, j] = s["n"], s["diverged"]
       if measure == "final_test":
         values[i, j], reached[i, j] = np.nan if s["final_test"] is None else s["final_test"], s["n"] - s["diverged"]
@@ -208,7 +208,7 @@ def phase_figure(ph, measure, what):
       ax.add_patch(Rectangle((j - 0.5, y - 0.5), 1, 1, **HATCH))
       ax.text(j, y, "div." if ph.diverged[i, j] == n else "n.w.b.", ha="center", va="center", fontsize=8)
       continue
-    text = (analysis.num(v, 2) if steps else f"{100 * v:.1f}") + (f"\n({r}/{n})" if r < n else "")
+    text = (markdown.num(v, 2) if steps else f"{100 * v:.1f}") + (f"\n({r}/{n})" if r < n else "")
     dark = np.dot(cmap(norm(shown[i, j]))[:3], [0.299, 0.587, 0.114]) < 0.5
     ax.text(j, y, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
   top.set_yticks([0], ["baseline"])
@@ -229,9 +229,8 @@ def phase_figure(ph, measure, what):
 
 
 def set_key(row):
-  """(group, variant, remedy, remedy_params, weight_decay): a row's arm without rank and training fraction."""
-  group, variant, _, remedy, params, wd, _ = analysis.arm_key(row)
-  return group, variant, remedy, params, wd
+  """A row's summary.Arm without rank and training fraction."""
+  return summary.arm_key(row)._replace(rank=None, frac=None)
 
 
 def phase_sets(rows):
@@ -239,16 +238,17 @@ def phase_sets(rows):
   these differ between the group's models), each with all baseline rows; the suffix names what differs."""
   rows = [dict(r, set_key=set_key(r)) for r in rows]
   keys = sorted({r["set_key"] for r in rows if r["group"] != "none" and r.get("pct") is not None},
-                key=lambda k: (figstyle.group_key(k[0]), str(k[1:])))
-  vary = [i for i in range(5) if len({k[i] for k in keys}) > 1]
+                key=lambda k: (figstyle.group_key(k.group), str((k.variant, k.remedy.label, k.params, k.weight_decay))))
+  fields = ("group", "variant", "remedy", "params", "weight_decay")
+  vary = [i for i, f in enumerate(fields) if len({getattr(k, f) for k in keys}) > 1]
   out = {}
   for k in keys:
-    group, variant, remedy, params, wd = k
-    params = json.loads(params)
-    words = [group.replace(",", "+"), variant, remedy, "".join(f"{a}{fmt(b)}" for a, b in params.items()),
+    group, variant, remedy, wd = k.group, k.variant, k.remedy, k.weight_decay
+    params = json.loads(k.params)
+    words = [group.replace(",", "+"), variant, remedy.label, "".join(f"{a}{fmt(b)}" for a, b in params.items()),
              f"wd{wd or 0:g}"]
     title = ", ".join([f"{figstyle.group_name(group)} decomposed" + (f" ({variant})" if variant else "")]
-                      + [remedy_label(remedy, params)] * (remedy != "none") + [f"wd {wd:g}"] * bool(wd))
+                      + [remedy_label(remedy, params)] * (remedy != configs.NO_REMEDY) + [f"wd {wd:g}"] * bool(wd))
     sub = [r for r in rows if r["group"] == "none" or r["set_key"] == k]
     out["".join(f"_{words[i]}" for i in vary)] = (title, group, sub)
   return out

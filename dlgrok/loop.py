@@ -17,7 +17,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dlgrok import analysis, decompose, remedies
+from dlgrok import decompose, remedies, spectral
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ class StepSpec:
   loss: Callable  # (logits, labels) -> per-example losses
   optimizer: Callable  # (weight decay, remedy hyperparameters) -> optax transformation
   batch_size: int
-  factorisation: str  # decompose.VARIANTS
+  factorisation: str  # configs.FACTORISATIONS
 
 
 def train_step(spec, d, m, batch, n_train):
@@ -163,7 +163,7 @@ def make_cohort(plan, cohort, placement):
   task, c = plan.task, plan.config
   size = placement.size + placement.pad
   per_pass = model_batch(c, placement)
-  model = task.model(c, cohort.variants, plan.data)
+  model = task.model(c, cohort.model_words, plan.data)
   n, bs, form = len(plan.data.y), c.batch_size, cohort.factorisation
   n_max = max(m.n_train for m in cohort.models)
   # one training fraction for all: static epoch lengths; several: each model's own, as per-model arrays
@@ -171,7 +171,7 @@ def make_cohort(plan, cohort, placement):
   same_frac = len(sizes) == 1
   batches = math.ceil(n_max / bs)
   recipe = remedies.recipe(c, cohort.remedy)
-  loss_of = task.loss(c, "stablemax" if "stablemax" in cohort.remedy.split("+") else None)
+  loss_of = task.loss(c, "stablemax" if cohort.remedy.has("stablemax") else None)
 
   def optimizer(wd, hyper):
     """The task's optimiser, after the cohort's remedy transforms (grokfast, ⊥Grad) of the raw gradient."""
@@ -258,7 +258,7 @@ def make_cohort(plan, cohort, placement):
       per_tr, per_te = 1 / jnp.sum(tr), 1 / jnp.sum(te)
       return {"train_loss": jnp.sum(loss * tr) * per_tr, "train_acc": jnp.sum(ok * tr) * per_tr,
               "test_loss": jnp.sum(loss * te) * per_te, "test_acc": jnp.sum(ok * te) * per_te,
-              "stable_rank": analysis.stable_ranks(dense)}
+              "stable_rank": spectral.stable_ranks(dense)}
 
     return over_models(one, (0, 0, 0), per_pass, size)(params, a["ranks"], a["is_train"])
 

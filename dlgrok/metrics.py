@@ -27,8 +27,8 @@ def rows(cohort, step, ev, wall):
       vals, ranks = dict.fromkeys(vals), dict.fromkeys(ranks)
     out.append({
         "step": step, "model": cohort.first + i, "cohort": cohort.name, "seed": m.seed,
-        "group": ",".join(cohort.words) or "none", "rank": m.rank, "pct": m.pct, "frac": m.frac,
-        "variant": cohort.variant, "remedy": cohort.remedy, "remedy_params": m.remedy_params,
+        "group": ",".join(cohort.words) or "none", "rank": m.rank.label, "pct": m.pct, "frac": m.frac,
+        "variant": cohort.row_factorisation, "remedy": cohort.remedy.label, "remedy_params": m.remedy_params,
         "layer_ranks": {decompose.layer_name(p): k for p, k in m.layer_ranks.items()},
         "weight_decay": float(m.weight_decay), **{f"{k}_params": v for k, v in m.counts.items()}, **vals,
         "diverged": diverged, "gap": vals["train_acc"] - vals["test_acc"] if not diverged else None,

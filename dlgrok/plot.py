@@ -15,14 +15,14 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, factors, inputs, lab_plots, metrics, workdir as wd
+from dlgrok import factor_measures, factors, inputs, lab_plots, markdown, metrics, summary, workdir as wd
 from dlgrok.figstyle import group_key, group_name, rank_label, fmt_step, suptitle  # noqa: F401 (and the style)
 
 BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
 
 
 def load(workdirs):
-  """Rows of all workdirs, each tagged with its run (workdir) and the config's weight_decay (analysis.defaults).
+  """Rows of all workdirs, each tagged with its run (workdir) and the config's weight_decay (summary.defaults).
 
   A model already read from an earlier workdir (same arm and seed: typically the baseline cohort that every run
   trains beside its own) is read once, so it is not counted twice.
@@ -34,7 +34,7 @@ def load(workdirs):
       r["run"] = w
       r.setdefault("frac", cfg.get("frac"))
       r.setdefault("weight_decay", cfg.get("weight_decay"))
-      key = analysis.arm_key(analysis.defaults(r)) + (r["seed"],)
+      key = summary.arm_key(summary.defaults(r)) + (r["seed"],)
       if owner.setdefault(key, (w, r["model"])) == (w, r["model"]):
         rows.append(r)
   return rows
@@ -66,9 +66,9 @@ def check_plottable(rows, workdirs):
 
 def sorted_cells(rows, group, frac):
   """[(key, models)] of `group` at `frac`, lowest rank first."""
-  cells = analysis.cells(rows)
+  cells = summary.cells(rows)
   keys = [k for k in cells if k[0] == group and k[2] == frac]
-  return [(k, cells[k]) for k in sorted(keys, key=lambda k: analysis.rank_sort_key(cells[k][0][0]))]
+  return [(k, cells[k]) for k in sorted(keys, key=lambda k: summary.rank_sort_key(cells[k][0][0]))]
 
 
 def accuracy_figure(rows, group):
@@ -77,7 +77,7 @@ def accuracy_figure(rows, group):
   Shaded bands are +-1 std over seeds; stars mark the first step of the mean curves with a 1 % gap.
   Step 0 is left out (log axis); diverged evaluations are gaps, and legends count the models that diverged.
   """
-  fracs = sorted({analysis.frac_key(r["frac"]) for r in rows if r["group"] == group})
+  fracs = sorted({summary.frac_key(r["frac"]) for r in rows if r["group"] == group})
   fig, axes = plt.subplots(1, len(fracs), figsize=(3.4 * len(fracs) + 0.5, 3.6), squeeze=False, sharey=True,
                            layout="constrained")
   handles, diverged, starred = {}, {}, False
@@ -89,7 +89,7 @@ def accuracy_figure(rows, group):
       colour = "black" if g == "none" else next(colours)
       curves = {}
       for field, style in (("train_acc", ":"), ("test_acc", "-")):
-        steps, mean, std = analysis.mean_curve(models, field)
+        steps, mean, std = summary.mean_curve(models, field)
         on = steps > 0
         drawn, last = drawn or bool(np.isfinite(mean[on]).any()), max(last, *steps[on], 1)
         ax.plot(steps[on], mean[on], style, color=colour, lw=1.3)
@@ -100,7 +100,7 @@ def accuracy_figure(rows, group):
         starred = True
         ax.scatter([star[0]], [star[1]], marker="*", s=70, color=colour, edgecolor="white", lw=0.5, zorder=4)
       handles[rank_label(g, rank)] = Line2D([], [], color=colour, lw=2)
-      diverged[rank_label(g, rank)] = diverged.get(rank_label(g, rank), 0) + sum(map(analysis.diverged, models))
+      diverged[rank_label(g, rank)] = diverged.get(rank_label(g, rank), 0) + sum(map(summary.diverged, models))
     if not drawn:  # every model diverged: a log axis cannot autoscale to no data
       ax.set_xlim(1, max(last, 10))
     ax.set_xscale("log")
@@ -126,12 +126,12 @@ def accuracy_figure(rows, group):
 def mean_gap1(steps, train, test):
   """(step, test accuracy) where the mean curves first reach a 1 % gap, or None."""
   curve = [{"step": int(s), "train_acc": a, "test_acc": b} for s, a, b in zip(steps, train, test)]
-  s = analysis.steps_to_grok(curve)["gap1_step"]
+  s = summary.steps_to_grok(curve)["gap1_step"]
   return None if s is None or s == 0 else (s, float(test[list(steps).index(s)]))
 
 
 def curve_at(models, field, steps):
-  s, mean, _ = analysis.mean_curve(models, field)
+  s, mean, _ = summary.mean_curve(models, field)
   return mean[np.searchsorted(s, steps)]
 
 
@@ -142,16 +142,16 @@ def stable_rank_figure(rows, group, frac, diff=False):
   (_, base), = sorted_cells(rows, "none", frac)
   cols = sorted_cells(rows, group, frac)[::-1]  # 100 % first, as the paper
   cols = cols if diff else [(("none", "full", frac), base)] + cols
-  layers = analysis.layer_order({l for _, ms in cols + [(None, base)] for rs in ms for l in rs[0]["stable_rank"]})
-  _, bsteps, bmat = analysis.stable_rank_matrix(base, layers)
+  layers = summary.layer_order({l for _, ms in cols + [(None, base)] for rs in ms for l in rs[0]["stable_rank"]})
+  _, bsteps, bmat = summary.stable_rank_matrix(base, layers)
   ncols = min(3, len(cols))
   nrows = -(-len(cols) // ncols)
   fig, axes = plt.subplots(3 * nrows, ncols, figsize=(3.3 * ncols + 1.6, 5.2 * nrows + 0.6), squeeze=False,
                            height_ratios=[3, 1.1, 1.1] * nrows, layout="constrained")
   mats = []
   for (g, rank, _), models in cols:
-    _, steps, mat = analysis.stable_rank_matrix(models, layers)
-    mats.append(analysis.align(steps, mat, bsteps, bmat))
+    _, steps, mat = summary.stable_rank_matrix(models, layers)
+    mats.append(summary.align(steps, mat, bsteps, bmat))
   lim = max(np.nanmax(np.abs(m - b)) for _, m, b in mats) or 1.0
   for ax in axes[:, len(cols) % ncols or ncols:][-3:].ravel():
     ax.set_axis_off()  # the empty places of the last row
@@ -168,7 +168,7 @@ def stable_rank_figure(rows, group, frac, diff=False):
       for field, style in (("train_acc", ":"), ("test_acc", "-")):
         acc.plot(x, curve_at(ms, field, steps), style, color=colour, lw=1.1)
     acc.set_ylim(-0.02, 1.02)
-    d = analysis.distance(m, b)
+    d = summary.distance(m, b)
     dist.plot(x, d, color="black", lw=1.1)
     dist.set_ylim(0, 1.1 * np.nanmax(d) or 1e-3)
     dist.ticklabel_format(axis="y", useOffset=False)
@@ -203,7 +203,7 @@ def panel_title(p, panel_key):
 
 def grid_cells(rows, value="best_test", row_key="group", panel_key="frac"):
   """[(panel, row values, rank percents, vals, spread, diverged, n)] behind grid_figure and grid_tables: per
-  panel, arrays (rows x (1 + ranks)) of analysis.cell_stats of `value`; column 0 is the baseline."""
+  panel, arrays (rows x (1 + ranks)) of summary.cell_stats of `value`; column 0 is the baseline."""
   dec = decomposed(rows)
   panels = sorted({r[panel_key] for r in dec}, key=group_key if panel_key == "group" else sort_key)
   out = []
@@ -214,9 +214,9 @@ def grid_cells(rows, value="best_test", row_key="group", panel_key="frac"):
     stats = np.full((4, len(ys), len(pcts) + 1), np.nan)  # mean, spread, diverged, n
     for i, y in enumerate(ys):
       same = [r for r in mine if r["group"] == "none" and (row_key == "group" or r[row_key] == y)]
-      stats[:, i, 0] = analysis.cell_stats(same, value)
+      stats[:, i, 0] = summary.cell_stats(same, value)
       for j, pct in enumerate(pcts):
-        stats[:, i, j + 1] = analysis.cell_stats(
+        stats[:, i, j + 1] = summary.cell_stats(
             [r for r in dec if r[panel_key] == p and r[row_key] == y and round(r["pct"], 1) == pct], value)
     out.append((p, ys, pcts, *stats))
   return out
@@ -309,10 +309,10 @@ def factor_figure(entries, layer):
                            layout="constrained")
   cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
   for j, (label, factors) in enumerate(entries):
-    g = [analysis.grams(*f) for f in factors]
+    g = [factor_measures.grams(*f) for f in factors]
     utu, vvt, s = (np.mean([x[i] for x in g], axis=0) for i in range(3))
-    orth = np.mean([analysis.orthogonality(f[0], f[2], f[3]) for f in factors], axis=0)
-    off = np.mean([analysis.offdiag_mass(f[1], f[3]) for f in factors])
+    orth = np.mean([factor_measures.orthogonality(f[0], f[2], f[3]) for f in factors], axis=0)
+    off = np.mean([factor_measures.offdiag_mass(f[1], f[3]) for f in factors])
     with np.errstate(divide="ignore"):
       logs = np.where(s > 0, np.log10(s), np.nan)
     for ax, img, title, cm in ((axes[0, j], utu, f"{label}\n$U^TU$: $\\|\\cdot-I\\|_F$={orth[0]:.2f}", "RdBu_r"),
@@ -334,7 +334,7 @@ def spectra_figure(entries, layer):
   fig, ax = plt.subplots(figsize=(4.6, 3.4), layout="constrained")
   colours = iter(f"C{i % 10}" for i in range(100))
   for label, factors in entries:
-    sv = np.mean([analysis.spectrum(*f) for f in factors], axis=0)
+    sv = np.mean([factor_measures.spectrum(*f) for f in factors], axis=0)
     ax.plot(np.arange(1, len(sv) + 1), sv, color="black" if label == "baseline" else next(colours), label=label)
   ax.set_yscale("log")
   ax.set_ylim(bottom=max(ax.get_ylim()[0], ax.get_ylim()[1] * 1e-9))  # float noise past the rank stays off
@@ -357,7 +357,7 @@ def tables(rows):
   """The steps-to-grok table in markdown, one per weight decay when the rows differ in it; then, when they do and
   some models are decomposed, the best-test-accuracy grid of each layer group (Figure 24's numbers)."""
   subs = by_weight_decay(rows)
-  out = [f"weight decay {sub[0]['weight_decay']:g}\n\n" * bool(suffix) + analysis.table(analysis.summarise(sub))
+  out = [f"weight decay {sub[0]['weight_decay']:g}\n\n" * bool(suffix) + markdown.table(summary.summarise(sub))
          for suffix, sub in subs.items()]
   if len(subs) > 1 and decomposed(rows):
     out.append(grid_tables(rows))
@@ -371,8 +371,8 @@ def figures(rows, workdirs):
     for g in groups:
       yield f"accuracy_{g.replace(',', '+')}{suffix}", accuracy_figure(sub, g)
     for g in groups:
-      for f in sorted({analysis.frac_key(r["frac"]) for r in sub}):
-        has = {r["group"] for r in sub if analysis.frac_key(r["frac"]) == f and r.get("stable_rank")}
+      for f in sorted({summary.frac_key(r["frac"]) for r in sub}):
+        has = {r["group"] for r in sub if summary.frac_key(r["frac"]) == f and r.get("stable_rank")}
         if g != "none" and {"none", g} <= has:
           for diff in (False, True):
             stem = f"stable_rank{'_diff' * diff}_{g.replace(',', '+')}_f{f * 100:g}{suffix}"

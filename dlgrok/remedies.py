@@ -12,10 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-EMA_ALPHA = 0.98
-EMA_LAMB = 2.0
-MA_WINDOW = 100
-MA_LAMB = 5.0
+from dlgrok.configs import EMA_ALPHA, EMA_LAMB, MA_LAMB, MA_WINDOW
 
 
 class GrokfastEmaState(NamedTuple):
@@ -118,31 +115,29 @@ def stablemax_cross_entropy(logits, labels):
 
 
 def recipe(config, remedy):
-  """The config the cohort's optimiser reads: 'adam_l2' trains with Adam and coupled L2 (optimizer=adam_l2)
-  instead of AdamW, 'warm0' with grokfast's warm-up (lr * k / 10 over the first 10 steps, from 0) instead of the
-  experiment's (the paper's: from 0.1 * lr over 9 steps)."""
-  words = remedy.split("+")
-  if "adam_l2" not in words and "warm0" not in words:
+  """The config the cohort's optimiser reads for its remedy set (configs.Remedy): 'adam_l2' trains with Adam and
+  coupled L2 (optimizer=adam_l2) instead of AdamW, 'warm0' with grokfast's warm-up (lr * k / 10 over the first 10
+  steps, from 0) instead of the experiment's (the paper's: from 0.1 * lr over 9 steps)."""
+  if not remedy.has("adam_l2", "warm0"):
     return config
   c = config.as_configdict().copy_and_resolve_references()  # as_configdict() is the frozen dict's own copy
-  if "adam_l2" in words:
+  if remedy.has("adam_l2"):
     c.optimizer = "adam_l2"
-  if "warm0" in words:
+  if remedy.has("warm0"):
     c.warmup_start, c.warmup_steps = 0.0, 10
   return ml_collections.FrozenConfigDict(c)
 
 
 def transforms(remedy, hyper, max_window=MA_WINDOW):
-  """The gradient transformations of a remedy set ('grokfast_ema+orthograd', ...) in the order they act on the raw
-  gradient before the optimiser: grokfast (EMA or MA), then ⊥Grad. 'stablemax' is a loss, 'decay' and 'adam_l2'
+  """The gradient transformations of a remedy set (configs.Remedy: grokfast_ema+orthograd, ...) in the order they
+  act on the raw gradient before the optimiser: grokfast (EMA or MA), then ⊥Grad. 'stablemax' is a loss, 'decay' and 'adam_l2'
   weight decays and 'warm0' a warm-up (`recipe`): none of them transforms gradients. `hyper` holds the model's
   alpha, lamb and window (traced under vmap)."""
-  words = remedy.split("+")
   out = []
-  if "grokfast_ema" in words:
+  if remedy.has("grokfast_ema"):
     out.append(grokfast_ema(hyper["alpha"], hyper["lamb"]))
-  if "grokfast_ma" in words:
+  if remedy.has("grokfast_ma"):
     out.append(grokfast_ma(hyper["window"], hyper["lamb"], max_window))
-  if "orthograd" in words:
+  if remedy.has("orthograd"):
     out.append(orthograd())
   return out

@@ -23,14 +23,13 @@ decays, weight decays (wdX), fractions (several fX: each model its own split; th
   python -m dlgrok.main --config=experiments/remedies.py:grokfast_ema,seeds=3 --config.ema_alphas=0.8,0.9,0.98
 """
 import os
-import re
 
 from dlgrok import configs
 
 
 def get_config(arg=""):
   tokens = configs.split_tokens(arg)
-  if not any(re.fullmatch(r"f[0-9.eE+-]+", t) for t in tokens):
+  if not any(configs.FRAC_TOKEN.fullmatch(t) for t in tokens):
     tokens.append("f80")
   c = configs.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "mod97.py"), ",".join(tokens))
   c.task = "mod97"

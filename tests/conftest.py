@@ -46,7 +46,7 @@ class Runner:
     _, self.data, arrays, fns = loop.build(self.plan)
     self.cohort = self.plan.cohorts[cohort_index]
     self.fns, self.a = fns[cohort_index], arrays[cohort_index]
-    self.model = self.plan.task.model(self.plan.config, self.cohort.variants, self.plan.data)
+    self.model = self.plan.task.model(self.plan.config, self.cohort.model_words, self.plan.data)
     self.ranks, self.x = self.a["ranks"], self.data["x"]
 
   def init(self):

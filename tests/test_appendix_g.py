@@ -66,7 +66,7 @@ def test_cifar_compression_near_the_paper(cifar_dir):
   c = experiment("cifar10", f"all_but_fc1_out,p12.5,r16,seeds=1,data_dir={cifar_dir},n_train=40")
   assert [r["trained"] for r in trained_params(c)] == [827_530, 363_658, 361_930]
   specs = cohorts.resolve(c).cohorts[1].models
-  assert [m.rank for m in specs] == ["r16", "p12.5"]
+  assert [m.rank.label for m in specs] == ["r16", "p12.5"]
   assert len(specs[0].layer_ranks) == 2 + 6 * 5 and set(specs[0].layer_ranks.values()) == {16}
   assert specs[1].layer_ranks["pos_emb/embedding"] == 8
 

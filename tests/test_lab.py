@@ -26,7 +26,7 @@ def test_each_variant_at_full_rank_is_the_baseline_at_step_0(form):
   with jax.default_matmul_precision("highest"):
     c = experiment("mod97", f"all,p100,{form},seeds=1")
     base, dec = Runner(c, 0), Runner(c, 1)
-    assert dec.cohort.factorisation == form and dec.cohort.variant == form
+    assert dec.cohort.factorisation == form and dec.cohort.row_factorisation == form
     diff = jnp.max(jnp.abs(logits(base, base.init()["params"]) - logits(dec, dec.init()["params"])))
     assert diff < 1e-5, diff
 
@@ -157,7 +157,7 @@ def test_remedy_cohorts_and_composition():
   names = [Runner(c, i).cohort.name for i in range(5)]
   assert names == ["baseline", "all[uv]", "baseline+grokfast_ema", "baseline+stablemax+orthograd", "baseline+decay"]
   decay = Runner(c, 4).cohort
-  assert [m.weight_decay for m in decay.models] == [1.0] and decay.remedy == "decay"
+  assert [m.weight_decay for m in decay.models] == [1.0] and decay.remedy.label == "decay"
   c.remedy_groups = True  # remedies on the decomposed cohort too
   assert [Runner(c, i).cohort.name for i in (3, 5)] == ["all[uv]+grokfast_ema", "all[uv]+stablemax+orthograd"]
   assert tiny_config(group="ffn", ranks="r4").factorisations == ()  # usv by default
@@ -168,7 +168,7 @@ def test_recipe_words_reach_the_step():
   rounding of a two-model cohort's programs: decay at 0 differs from it as much), at decay 0.1 far from AdamW's."""
   c = experiment("mod97", f"warm0,adam_l2,decay,{TINY}")
   c.decays = (0.0, 0.1)
-  r = {x.cohort.remedy: x for x in (Runner(c, i) for i in range(4))}
+  r = {x.cohort.remedy.label: x for x in (Runner(c, i) for i in range(4))}
   assert sorted(r) == ["adam_l2", "decay", "none", "warm0"]
   assert [m.weight_decay for m in r["adam_l2"].cohort.models] == [0.0, 0.1]
   flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
@@ -197,4 +197,4 @@ def test_preln_is_grokfasts_block_and_has_no_output_bias():
   np.testing.assert_allclose(blk.apply({"params": p}, x), want, atol=1e-6)
   c = experiment("mod97", f"preln,{TINY},baseline=false")
   r = Runner(c, 0)
-  assert r.cohort.variants == ("preln",) and sorted(r.init()["params"]["out"]) == ["kernel"]
+  assert r.cohort.model_words == ("preln",) and sorted(r.init()["params"]["out"]) == ["kernel"]

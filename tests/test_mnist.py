@@ -217,7 +217,7 @@ def test_weight_decay_grid_in_one_cohort_equals_one_by_one(fake):
   d, _ = fake
   grid = tiny(d, "mnist_wd", "l2,p50,p100,wd0,wd0.5", lr=0.05, baseline=False)
   r = runner(grid)
-  assert [(m.rank, m.weight_decay) for m in r.cohort.models] == [("p50", 0), ("p50", 0.5), ("p100", 0), ("p100", 0.5)]
+  assert [(m.rank.label, m.weight_decay) for m in r.cohort.models] == [("p50", 0), ("p50", 0.5), ("p100", 0), ("p100", 0.5)]
   rows = r.rows(12, r.chunk(r.init(), 0, 12)["params"])
   for row, (rank, wd) in zip(rows, [("p50", 0), ("p50", 0.5), ("p100", 0), ("p100", 0.5)]):
     one = runner(tiny(d, "mnist_wd", f"l2,{rank},wd{wd}", lr=0.05, baseline=False))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from dlgrok import analysis, factors, plot
+from dlgrok import factors, plot, summary
 from helpers import cell_texts, diverge, rewrite
 
 STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
@@ -88,10 +88,10 @@ def test_stable_rank_figures(runs):
   fig = plot.stable_rank_figure(rows, "all", 0.5)
   images = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
   assert len(images) == 3  # baseline, 100 %, 50 %
-  cells = analysis.cells(rows)
-  layers = analysis.layer_order(LAYERS)
-  _, _, base = analysis.stable_rank_matrix(cells[("none", "full", 0.5)], layers)
-  _, _, p100 = analysis.stable_rank_matrix(cells[("all", "p100", 0.5)], layers)
+  cells = summary.cells(rows)
+  layers = summary.layer_order(LAYERS)
+  _, _, base = summary.stable_rank_matrix(cells[("none", "full", 0.5)], layers)
+  _, _, p100 = summary.stable_rank_matrix(cells[("all", "p100", 0.5)], layers)
   np.testing.assert_allclose(images[0], base)
   np.testing.assert_allclose(images[1], p100)
   np.testing.assert_allclose(p100[:, 0], [0.875] * 3)  # mean over seeds 0, 1 of 0.9 - 0.05 seed
@@ -154,9 +154,9 @@ def test_cli_writes_pngs_and_table(runs, tmp_path, capsys):
   table = [l for l in printed if l.startswith("|")]
   assert len(table) == 2 + 6  # header, rule, (baseline + 2 ranks) x 2 fracs
   assert table[2].startswith("| 50 % | none | full | 2 |")
-  summary = analysis.summarise(plot.load(dirs))
-  assert summary[0]["speedup"] == pytest.approx(1.0)
-  assert summary[2]["speedup"] > summary[1]["speedup"] > 1  # p100 groks earliest in the synthetic runs
+  found = summary.summarise(plot.load(dirs))
+  assert found[0]["speedup"] == pytest.approx(1.0)
+  assert found[2]["speedup"] > found[1]["speedup"] > 1  # p100 groks earliest in the synthetic runs
 
 
 def test_shared_baseline_read_once(tmp_path):
@@ -164,8 +164,8 @@ def test_shared_baseline_read_once(tmp_path):
   rows = write_run(a, 0.5, group="all") + write_run(b, 0.5, group="ffn")
   loaded = plot.load([a, b])
   assert len(loaded) == len(rows) - 2 * len(STEPS)  # the second run's two baseline models are the same models
-  summary = {(r["group"], r["rank"]): r for r in analysis.summarise(loaded)}
-  assert summary[("none", "full")]["n"] == 2 and summary[("ffn", "p50")]["n"] == 2
+  found = {(r["group"], r["rank"]): r for r in summary.summarise(loaded)}
+  assert found[("none", "full")]["n"] == 2 and found[("ffn", "p50")]["n"] == 2
   fig = plot.accuracy_figure(loaded, "ffn")
   assert len(fig.axes[0].get_lines()) == 6
   np.testing.assert_allclose(fig.axes[0].get_lines()[1].get_ydata(), mean_of(rows, "none", "full", "test_acc")[1:])
@@ -258,9 +258,9 @@ def test_diverged_models_marked_in_grid_accuracy_and_table(tmp_path, capsys):
   table = [l for l in capsys.readouterr().out.splitlines() if l.startswith("|")]
   assert table[3] == "| 50 % | all | p50 | 2 |" + " diverged |" * 7 + " 2/2 diverged |"
   assert table[4].endswith(" 1/2 diverged |") and table[2].endswith(" none |")
-  summary = analysis.summarise(loaded)
-  assert summary[2]["gap1_step"]["reached"] == 1 and summary[2]["speedup"] == pytest.approx(
-      summary[0]["gap1_step"]["mean"] / summary[2]["gap1_step"]["mean"])  # the diverged seed is left out
+  found = summary.summarise(loaded)
+  assert found[2]["gap1_step"]["reached"] == 1 and found[2]["speedup"] == pytest.approx(
+      found[0]["gap1_step"]["mean"] / found[2]["gap1_step"]["mean"])  # the diverged seed is left out
 
 
 def test_grid_tables_give_the_figure_numbers(tmp_path, capsys):

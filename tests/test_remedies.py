@@ -153,9 +153,9 @@ def test_adam_l2_and_grokfasts_warmup_match_pytorchs_adam_and_lambdalr():
   from dlgrok.tasks import modp
   c = configs.load(configs.EXPERIMENTS + "/mod97.py", "")
   base = ml_frozen(c)
-  rc = remedies.recipe(base, "grokfast_ema+adam_l2+warm0")
+  rc = remedies.recipe(base, configs.Remedy.parse("warm0+grokfast_ema+adam_l2"))
   assert (rc.optimizer, rc.warmup_start, rc.warmup_steps) == ("adam_l2", 0.0, 10)
-  assert remedies.recipe(base, "grokfast_ema") is base
+  assert remedies.recipe(base, configs.Remedy.parse("grokfast_ema")) is base
   rng = np.random.default_rng(1)
   p0 = rng.normal(size=5).astype(np.float32)
   grads = [rng.normal(size=5).astype(np.float32) for _ in range(13)]

@@ -40,7 +40,7 @@ class CIFAR10(common.Task):
     keep = np.r_[0:c.n_train, n:len(y)]  # the first n_train training images, then the test set
     return common.Data(x=x[keep], y=y[keep], n_train=c.n_train)
 
-  def model(self, c, variants, data):
+  def model(self, c, model_words, data):
     return vit.ViT(width=c.width, heads=c.heads, layers=c.layers, mlp_ratio=c.mlp_ratio, patch=c.patch,
                    dropout=c.dropout)
 

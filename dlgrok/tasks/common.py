@@ -27,7 +27,7 @@ class Task:
   come from the config."""
   name: str
   groups: dict  # group word -> path regexes of the leaves it factorises
-  variants: tuple = ()  # words that change the model itself rather than factorise it
+  model_words: tuple = ()  # words that change the model itself rather than factorise it
   fixed_split = False  # every model trains on the first n_train examples and tests on the rest
   per_model_fraction = False  # each model may have its own training fraction: n_train() gives its examples
 
@@ -38,8 +38,8 @@ class Task:
     """The data set (Data); ConfigError for missing or unfit data."""
     raise NotImplementedError
 
-  def model(self, c, variants, data):
-    """The flax module for the model words `variants`."""
+  def model(self, c, model_words, data):
+    """The flax module for the model words `model_words`."""
     raise NotImplementedError
 
   def loss(self, c, name=None):
@@ -80,7 +80,7 @@ class Task:
     return jnp.argmax(logits, -1) == labels
 
   def words(self):
-    return tuple(self.groups) + self.variants
+    return tuple(self.groups) + self.model_words
 
   def patterns(self, words):
     return tuple(p for w in words for p in self.groups.get(w, ()))

@@ -29,7 +29,7 @@ class MNIST(common.Task):
     common.check_fixed_frac(c, c.n_train / len(x))
     return common.Data(x=x, y=y, n_train=c.n_train)
 
-  def model(self, c, variants, data):
+  def model(self, c, model_words, data):
     return mlp.MLP(features=(c.width, c.width, 10), init_scheme=c.init)
 
   def steps(self, c):

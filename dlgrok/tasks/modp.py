@@ -26,7 +26,7 @@ GROUPS = {
 class ModP(common.Task):
   name = "modp"
   groups = GROUPS
-  variants = ("nopos", "preln")
+  model_words = ("nopos", "preln")
   per_model_fraction = True
 
   def check(self, c):
@@ -42,10 +42,10 @@ class ModP(common.Task):
     x, y = algorithmic.make(c.op, c.p)
     return common.Data(x=x, y=y, n_train=algorithmic.n_train(len(y), c.frac))
 
-  def model(self, c, variants, data):
+  def model(self, c, model_words, data):
     return transformer.Transformer(vocab=algorithmic.vocab_size(c.p), width=c.width, heads=c.heads, layers=c.layers,
-                                   positions=5, use_pos="nopos" not in variants, init_scheme=c.init,
-                                   pre_ln="preln" in variants)
+                                   positions=5, use_pos="nopos" not in model_words, init_scheme=c.init,
+                                   pre_ln="preln" in model_words)
 
   def optimizer(self, c, weight_decay):
     """With PyTorch's LinearLR warm-up: warmup_start * lr -> lr over the first `warmup_steps` steps."""

@@ -36,7 +36,7 @@ class Shakespeare(common.Task):
     return common.Data(x=d["x"], y=d["y"], n_train=d["n_train_blocks"], frac=c.frac, stream=d["stream"],
                        stream_train=d["n_train_chars"], vocab=len(d["vocab"]))
 
-  def model(self, c, variants, data):
+  def model(self, c, model_words, data):
     return gpt.GPT(vocab=data.vocab, width=c.width, heads=c.heads, layers=c.layers, block=c.block,
                    dropout=c.dropout, dropout_site=c.dropout_site)
 

@@ -1,62 +1,17 @@
-"""Spectral measures (App. C, D) and steps-to-grok (App. A.2) from parameters and metrics rows.
-
-`stable_rank` / `stable_ranks` run on device inside the training loop; the rest is numpy on rows of
-metrics.jsonl or on U, S, Vt arrays after training.
+"""Summaries of metrics rows (App. A.2): steps-to-grok per model, cells and arms of models, their means, speed-ups,
+mean curves and stable-rank matrices. `defaults` fills the fields older rows lack.
 """
 import json
 import math
+import typing
 import warnings
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from dlgrok import decompose
+from dlgrok import configs
 
 MEASURES = ("memorise_step", "test95_step", "test99_step", "gap1_step")
 EPS = 1e-6  # accuracies are count / n in float32: 0.99 may be stored as 0.98999995
-
-
-SQUARINGS = 20  # top eigenvalue from G^(2^20): relative error <= ~1 / (e 2^20) per eigenvalue near the top
-
-
-def top_eigenvalue(g):
-  """Largest eigenvalue of symmetric PSD matrices g (..., n, n) by repeated squaring, matmuls only: with P the
-  trace-normalised G^(2^k), tr(P G) = sum l^(2^k+1) / sum l^(2^k) -> l_max. No LAPACK (a batched SVD hangs
-  XLA:CPU's thread pool and is slow on GPUs); exactly equal top eigenvalues cost no accuracy."""
-  mm = lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
-  trace = lambda m: jnp.trace(m, axis1=-2, axis2=-1)[..., None, None]
-  safe = lambda t: jnp.where(t > 0, t, 1.0)
-  p = g / safe(trace(g))
-  for _ in range(SQUARINGS):
-    p = mm(p, p)
-    p = p / safe(trace(p))
-  return jnp.sum(p * g, axis=(-2, -1))  # tr(P G), P and G symmetric
-
-
-def stable_rank(a):
-  """Normalised stable rank ||A||_F^2 / ||A||_2^2 / min(m, n) of the last two axes (0 for a zero matrix);
-  ||A||_2^2 is the top eigenvalue of the smaller Gram matrix."""
-  a = jnp.asarray(a, jnp.promote_types(a.dtype, jnp.float32))
-  at = jnp.swapaxes(a, -1, -2)
-  g = jnp.matmul(at, a, precision=jax.lax.Precision.HIGHEST) if a.shape[-1] <= a.shape[-2] else \
-      jnp.matmul(a, at, precision=jax.lax.Precision.HIGHEST)
-  top = top_eigenvalue(g)
-  sr = jnp.sum(a * a, axis=(-2, -1)) / jnp.where(top > 0, top, 1.0) / min(a.shape[-2:])
-  return jnp.where(top > 0, sr, 0.0)
-
-
-def stable_ranks(params, batch_dims=0):
-  """{layer name: stable rank} for every leaf with 2 + batch_dims axes of a dense (recomposed) tree.
-
-  Layers are named by decompose.layer_name ('tok_emb/embedding' -> 'tok_emb'; pass the tree below any 'params'
-  collection); with batch_dims=1 the leaves carry a leading model axis and values have shape (M,).
-  """
-  out = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    if jnp.ndim(leaf) == 2 + batch_dims:
-      out[decompose.layer_name(decompose.path_str(path))] = stable_rank(leaf)
-  return out
 
 
 def model_key(row):
@@ -113,13 +68,8 @@ def frac_key(frac):
 
 
 def rank_sort_key(row):
-  """Orders ranks low to high: by percent when known, else by the number in the token ('r32' -> 32)."""
-  if row.get("pct") is not None:
-    return float(row["pct"])
-  try:
-    return float(row["rank"].lstrip("rp"))
-  except ValueError:
-    return math.inf
+  """Orders ranks low to high by the row's percent of full rank (None only for a dense model: last)."""
+  return math.inf if row.get("pct") is None else float(row["pct"])
 
 
 def cells(rows):
@@ -141,11 +91,22 @@ def defaults(row):
   return row
 
 
+class Arm(typing.NamedTuple):
+  """What a model was trained as (arm_key)."""
+  group: str
+  variant: str | None  # the row's factorisation; None for a dense model
+  rank: configs.Rank
+  remedy: configs.Remedy
+  params: str  # remedy_params as JSON
+  weight_decay: float | None
+  frac: float  # frac_key of the training fraction
+
+
 def arm_key(row):
-  """(group, variant, rank, remedy, remedy_params as JSON, weight_decay, frac): what a model was trained as."""
+  """The Arm of a row."""
   r = defaults(dict(row))
-  return (r["group"], r["variant"], r["rank"], r["remedy"], json.dumps(r["remedy_params"], sort_keys=True),
-          r.get("weight_decay"), frac_key(r["frac"]))
+  return Arm(r["group"], r["variant"], configs.Rank.from_label(r["rank"]), configs.Remedy.from_label(r["remedy"]),
+             json.dumps(r["remedy_params"], sort_keys=True), r.get("weight_decay"), frac_key(r["frac"]))
 
 
 def accuracies(models):
@@ -195,47 +156,6 @@ def summarise(rows):
     r["speedup"] = speedup(base.get(r["frac"]), r)
   out.sort(key=lambda r: (r["frac"], r["group"] != "none", r["group"], rank_sort_key(r)))
   return out
-
-
-def num(x, digits):
-  """`digits` significant digits, written out below 1e6 ('1030', not '1.03e+03'), else as '1.2e6'."""
-  if 10**digits <= abs(x) < 1e6:
-    return f"{float(f'{x:.{digits}g}'):.0f}"
-  return f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e")
-
-
-def measure_text(v, n):
-  """'mean ± std (reached/n)' of a summary measure, or 'never (0/n)'."""
-  reached = f"({v['reached']}/{n})"
-  return f"{num(v['mean'], 3)} ± {num(v['std'], 2)} {reached}" if v["reached"] else f"never {reached}"
-
-
-def percent(x):
-  return "–" if x is None else f"{100 * x:.2f} %"
-
-
-def diverged_text(row):
-  return f"{row['diverged']}/{row['n']} diverged" if row["diverged"] else "none"
-
-
-def table(summary):
-  """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds), the
-  seed-mean final and best accuracies and how many models diverged (a cell where all did says 'diverged')."""
-  head = ["frac", "group", "rank", "seeds", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
-          "speed-up (gap ≤ 1 %)", "final train / test acc", "best test acc", "diverged"]
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for r in summary:
-    cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["n"])]
-    if r["diverged"] == r["n"]:
-      cells += ["diverged"] * 7
-    else:
-      cells += [measure_text(r[m], r["n"]) for m in MEASURES]
-      cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
-      cells += [f"{percent(r['final_train'])} / {percent(r['final_test'])}", percent(r["best_test"])]
-    cells.append(diverged_text(r))
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines)
-
 
 def mean_curve(models, field):
   """(steps, mean, std) of `field` over models at the steps every model evaluated; diverged evaluations and NaN
@@ -296,46 +216,3 @@ def cell_stats(rows, value):
   mean, spread = (float(np.mean(vals)), float(np.ptp(vals))) if vals else (math.nan, math.nan)
   return mean, spread, sum(m["diverged"] for m in measures), len(measures)
 
-
-def live(u, s, vt, k=None):
-  """The first k ranks of U (m, r), S (r, r), Vt (r, n): the only entries a rank-k model uses."""
-  k = s.shape[-1] if k is None else int(k)
-  return np.asarray(u)[:, :k], np.asarray(s)[:k, :k], np.asarray(vt)[:k]
-
-
-def recompose(u, s, vt, k=None):
-  u, s, vt = live(u, s, vt, k)
-  return u @ s @ vt
-
-
-def dense_factors(a):
-  """U, diag(s), Vt of a dense matrix's reduced SVD: the 'Base' column of App. C."""
-  u, s, vt = np.linalg.svd(np.asarray(a, dtype=np.float64), full_matrices=False)
-  return u, np.diag(s), vt
-
-
-def grams(u, s, vt, k=None):
-  """U^T U and Vt Vt^T (k x k; identity when orthonormal; the paper's Figures 16-17) and |S|."""
-  u, s, vt = live(u, s, vt, k)
-  return u.T @ u, vt @ vt.T, np.abs(s)
-
-
-def orthogonality(u, vt, k=None):
-  """(||U^T U - I||_F, ||Vt Vt^T - I||_F) over the live ranks."""
-  k = u.shape[-1] if k is None else int(k)
-  u, vt = np.asarray(u)[:, :k], np.asarray(vt)[:k]
-  eye = np.eye(k)
-  return float(np.linalg.norm(u.T @ u - eye)), float(np.linalg.norm(vt @ vt.T - eye))
-
-
-def offdiag_mass(s, k=None):
-  """||offdiag(S)||_F / ||S||_F over the live k x k block (0 for a diagonal S)."""
-  k = s.shape[-1] if k is None else int(k)
-  s = np.asarray(s)[:k, :k]
-  total = np.linalg.norm(s)
-  return float(np.linalg.norm(s - np.diag(np.diag(s))) / total) if total > 0 else 0.0
-
-
-def spectrum(u, s, vt, k=None):
-  """Singular values of the recomposed matrix U_k S_k Vt_k (zero beyond the trained rank, Figure 19)."""
-  return np.linalg.svd(recompose(u, s, vt, k), compute_uv=False)

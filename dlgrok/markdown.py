@@ -1,0 +1,43 @@
+"""Markdown tables of steps-to-grok summaries (summary.summarise) and the number formats figures share."""
+from dlgrok.summary import MEASURES
+
+
+def num(x, digits):
+  """`digits` significant digits, written out below 1e6 ('1030', not '1.03e+03'), else as '1.2e6'."""
+  if 10**digits <= abs(x) < 1e6:
+    return f"{float(f'{x:.{digits}g}'):.0f}"
+  return f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e")
+
+
+def measure_text(v, n):
+  """'mean ± std (reached/n)' of a summary measure, or 'never (0/n)'."""
+  reached = f"({v['reached']}/{n})"
+  return f"{num(v['mean'], 3)} ± {num(v['std'], 2)} {reached}" if v["reached"] else f"never {reached}"
+
+
+def percent(x):
+  return "–" if x is None else f"{100 * x:.2f} %"
+
+
+def diverged_text(row):
+  return f"{row['diverged']}/{row['n']} diverged" if row["diverged"] else "none"
+
+
+def table(summary):
+  """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds), the
+  seed-mean final and best accuracies and how many models diverged (a cell where all did says 'diverged')."""
+  head = ["frac", "group", "rank", "seeds", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
+          "speed-up (gap ≤ 1 %)", "final train / test acc", "best test acc", "diverged"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in summary:
+    cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["n"])]
+    if r["diverged"] == r["n"]:
+      cells += ["diverged"] * 7
+    else:
+      cells += [measure_text(r[m], r["n"]) for m in MEASURES]
+      cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
+      cells += [f"{percent(r['final_train'])} / {percent(r['final_test'])}", percent(r["best_test"])]
+    cells.append(diverged_text(r))
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
