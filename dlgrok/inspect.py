@@ -58,12 +58,12 @@ def load(workdir, step=None, model=None):
   plan = cohorts.resolve(config)
   if model is not None and not 0 <= model < plan.n_models:
     raise inputs.InputError(f"--model {model}: no such model; models are 0..{plan.n_models - 1}")
-  places, data, arrays, fns = loop.build(plan)
+  data, running = loop.start(plan)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-  fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
-  found, saved = checkpoint.restore_into(ckpt, fresh, arrays, [p.size for p in places], loop.gather, step)
+  found, saved = checkpoint.restore_into(ckpt, running, loop.gather, step)
   ckpt.close()
-  return Restored(plan, fns, arrays, data, [s["params"] for s in saved], found, ckpt.steps())
+  return Restored(plan, [r.fns for r in running], [r.arrays for r in running], data, [s["params"] for s in saved],
+                  found, ckpt.steps())
 
 
 def pick(run, index):

@@ -138,7 +138,7 @@ def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypat
   assert not (tmp_path / "w").exists()
   made = compiles("chunk")  # this test's estimate, and the refused run's
   monkeypatch.setattr(memory, "device_memory", lambda: (None, 100 * est))
-  train.check_memory(r.cohort, r.fns, state, r.a, r.data, loop.Placement.of(r.plan.config, 2))
+  train.check_memory(loop.Running(r.cohort, loop.Placement.of(r.plan.config, 2), r.a, r.fns, state), r.data)
   jax.block_until_ready(r.chunk(state, 0, 5))
   assert compiles("chunk") == made == 2  # the estimate's compilation is the one training uses
 
