@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from dlgrok import analysis, checkpoint, cohorts, configs, decompose, factors, inputs, loop
+from dlgrok import analysis, checkpoint, cohorts, decompose, factors, inputs, loop, run_config
 from dlgrok import workdir as wd
 
 
@@ -49,7 +49,8 @@ def saved_steps(workdir):
 def load(workdir, step=None, model=None):
   """The run in `workdir` restored from its newest checkpoint (or `step`); InputError for a bad workdir, step or
   model index, before the data are loaded (the step, the model: before the models are built)."""
-  config = configs.from_json(inputs.run_config(workdir))
+  inputs.check_run_dir(workdir)
+  config = run_config.load(workdir)
   steps = saved_steps(workdir)
   if step is not None and step not in steps:
     raise inputs.InputError(f"--step {step}: no checkpoint at that step in {workdir}; saved steps: "

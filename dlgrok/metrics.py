@@ -11,7 +11,7 @@ WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
 
 
 class MetricsError(ValueError):
-  """A metrics.jsonl or config.json that cannot be read; the message names the file and line."""
+  """A metrics.jsonl that cannot be read; the message names the file and line."""
 
 
 def rows(cohort, step, ev, wall):
@@ -118,19 +118,6 @@ def truncate_from(workdir, step):
   with disk.writing(p):  # whole: a kill mid-write leaves the old file
     wd.write(p, "".join(line for line, _ in kept))
   return max((row.get("wall", 0.0) for _, row in kept), default=0.0)
-
-
-def load_config(workdir):
-  p = wd.join(workdir, "config.json")
-  try:
-    d = json.loads(wd.read_text(p))
-  except json.JSONDecodeError as e:
-    raise MetricsError(f"{p} is not valid JSON ({e}); restore it, or delete it to continue this run with the "
-                       "config given") from None
-  if not isinstance(d, dict):
-    raise MetricsError(f"{p} holds {json.dumps(d)[:40]}, not a config (a JSON object); restore it, or delete it "
-                       "to continue this run with the config given")
-  return d
 
 
 def steps(workdir):

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, factors, inputs, lab_plots, metrics, workdir as wd
+from dlgrok import analysis, factors, inputs, lab_plots, metrics, run_config, workdir as wd
 from dlgrok.figstyle import group_key, group_name, rank_label, fmt_step, suptitle  # noqa: F401 (and the style)
 
 BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
@@ -29,7 +29,8 @@ def load(workdirs):
   """
   rows, owner = [], {}
   for w in workdirs:
-    cfg = inputs.run_config(w)
+    inputs.check_run_dir(w)
+    cfg = run_config.read(w)
     for r in read_rows(w):
       r["run"] = w
       r.setdefault("frac", cfg.get("frac"))

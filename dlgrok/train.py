@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dlgrok import checkpoint, cohorts, configs, disk, events, lock, loop, memory, metrics, signals
+from dlgrok import checkpoint, cohorts, configs, disk, events, lock, loop, memory, metrics, run_config, signals
 from dlgrok import workdir as wd
 from dlgrok import progress as progress_lib
 
@@ -69,11 +69,10 @@ def check_workdir(config, workdir, allow_config_change=False):
   """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message);
   --allow_config_change lets only ALLOWED_CHANGES differ. Fields the earlier run did not have yet (added in a later
   version of dlgrok) are not compared."""
-  p = wd.join(workdir, "config.json")
-  if not wd.exists(p):
+  if not wd.exists(run_config.path(workdir)):
     return
-  old = json.loads(json.dumps(configs.upgrade(metrics.load_config(workdir))))
-  new = json.loads(json.dumps(as_json(config)))
+  old = json.loads(json.dumps(run_config.read(workdir)))
+  new = json.loads(json.dumps(run_config.as_json(config)))
   differ = [k for k in sorted(old) if old[k] != new.get(k) and k not in IGNORED_ON_RESUME]
   diff = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
   if differ and not allow_config_change:
@@ -97,14 +96,6 @@ def describe(plan):
           f"{plural(plan.steps, 'step')}, {plural(len(plan.eval_steps), 'evaluation')}")
 
 
-def as_json(config):
-  """The config as config.json holds it: `steps` whole (a float field so that steps=1e4 parses)."""
-  d = config.to_dict()
-  if float(d["steps"]).is_integer():
-    d["steps"] = int(d["steps"])
-  return d
-
-
 def check_steps(steps, reached, workdir):
   """Refuses a `steps` below `reached` (the last step with rows, or of the checkpoint): a run never deletes rows
   to go back."""
@@ -117,12 +108,6 @@ def training_fields(config):
   """The config fields a checkpoint records: those that shape the models, their data or their training."""
   return {k: v for k, v in json.loads(json.dumps(config.to_dict())).items()
           if k not in ALLOWED_CHANGES + IGNORED_ON_RESUME}
-
-
-def write_config(config, workdir):
-  p = wd.join(workdir, "config.json")
-  with disk.writing(p):  # whole: config.json is the new one or the old one
-    wd.write(p, json.dumps(as_json(config), indent=2, sort_keys=True))
 
 
 def shared(values):
@@ -210,7 +195,7 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
         raise configs.ConfigError(str(e)) from None
       check_steps(plan.steps, step or 0, workdir)
       if primary:
-        write_config(c, workdir)
+        run_config.write(c, workdir)
       if step is not None:
         print(f"resumed from the checkpoint at step {step}", flush=True)
         for r, s in zip(running, saved):

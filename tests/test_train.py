@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import Runner, experiment, tiny_config
-from dlgrok import cohorts, configs, decompose, loop, memory, metrics, train
+from dlgrok import cohorts, configs, decompose, loop, memory, metrics, run_config, train
 
 runner = Runner
 
@@ -111,7 +111,7 @@ def test_metrics_rows_have_the_documented_keys(tmp_path):
   assert set(sr) == {"tok_emb", "pos_emb", "out", *(f"block_{i}/{m}" for i in (0, 1)
                                                    for m in ("attn/qkv", "attn/proj", "ffn/fc1", "ffn/fc2"))}
   assert all(0 < v <= 1 for v in sr.values())
-  assert metrics.load_config(str(tmp_path))["steps"] == 60
+  assert run_config.read(str(tmp_path))["steps"] == 60
 
 
 def test_eval_steps_log_spaced():
