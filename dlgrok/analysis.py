@@ -131,19 +131,8 @@ def cells(rows):
   return out
 
 
-def defaults(row):
-  """Fills in, in place, the fields rows written before them lack: variant ('usv' for a decomposed model),
-  remedy ('none') and remedy_params ({})."""
-  if "variant" not in row:
-    row["variant"] = None if row["group"] == "none" else "usv"
-  row["remedy"] = row.get("remedy") or "none"
-  row["remedy_params"] = row.get("remedy_params") or {}
-  return row
-
-
-def arm_key(row):
+def arm_key(r):
   """(group, variant, rank, remedy, remedy_params as JSON, weight_decay, frac): what a model was trained as."""
-  r = defaults(dict(row))
   return (r["group"], r["variant"], r["rank"], r["remedy"], json.dumps(r["remedy_params"], sort_keys=True),
           r.get("weight_decay"), frac_key(r["frac"]))
 

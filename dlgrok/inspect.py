@@ -17,8 +17,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from dlgrok import analysis, checkpoint, cohorts, decompose, factors, inputs, loop, run_config
+from dlgrok import analysis, checkpoint, cohorts, decompose, factors, inputs, loop, metrics, run_config
 from dlgrok import workdir as wd
+
+
+# the fields of a model's metrics rows that the report lists
+MODEL_FIELDS = ("model", "cohort", "group", "rank", "seed", "frac", "weight_decay", "variant", "remedy", "remedy_params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +123,9 @@ def report(workdir, step=None, model=None):
   out = {"workdir": workdir, "steps": run.steps, "step": run.step, "cohorts": [], "models": []}
   for k in run.plan.cohorts:
     out["cohorts"].append({"name": k.name, "models": len(k.models)})
-    for i, m in enumerate(k.models):
-      out["models"].append({"model": k.first + i, "cohort": k.name, "group": ",".join(k.words) or "none",
-                            "rank": m.rank, "seed": m.seed, "frac": m.frac,
-                            "weight_decay": m.weight_decay, "variant": k.variant, "remedy": k.remedy,
-                            "remedy_params": m.remedy_params})
+    for i in range(len(k.models)):
+      fields = metrics.model_fields(k, i)
+      out["models"].append({f: fields[f] for f in MODEL_FIELDS})
   chosen = range(len(out["models"])) if model is None else [model]
   out["details"] = {}
   for index in chosen:

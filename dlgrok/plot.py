@@ -15,14 +15,14 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from dlgrok import analysis, factors, inputs, lab_plots, metrics, run_config, workdir as wd
+from dlgrok import analysis, factors, inputs, lab_plots, metrics, workdir as wd
 from dlgrok.figstyle import group_key, group_name, rank_label, fmt_step, suptitle  # noqa: F401 (and the style)
 
 BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
 
 
 def load(workdirs):
-  """Rows of all workdirs, each tagged with its run (workdir) and the config's weight_decay (analysis.defaults).
+  """Rows of all workdirs (metrics.read's, upgraded), each tagged with its run (workdir).
 
   A model already read from an earlier workdir (same arm and seed: typically the baseline cohort that every run
   trains beside its own) is read once, so it is not counted twice.
@@ -30,12 +30,9 @@ def load(workdirs):
   rows, owner = [], {}
   for w in workdirs:
     inputs.check_run_dir(w)
-    cfg = run_config.read(w)
     for r in read_rows(w):
       r["run"] = w
-      r.setdefault("frac", cfg.get("frac"))
-      r.setdefault("weight_decay", cfg.get("weight_decay"))
-      key = analysis.arm_key(analysis.defaults(r)) + (r["seed"],)
+      key = analysis.arm_key(r) + (r["seed"],)
       if owner.setdefault(key, (w, r["model"])) == (w, r["model"]):
         rows.append(r)
   return rows
