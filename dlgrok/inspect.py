@@ -22,7 +22,8 @@ from dlgrok import workdir as wd
 
 
 # the fields of a model's metrics rows that the report lists
-MODEL_FIELDS = ("model", "cohort", "group", "rank", "seed", "frac", "weight_decay", "variant", "remedy", "remedy_params")
+MODEL_FIELDS = ("model", "cohort", "group", "rank", "seed", "frac", "weight_decay", "variant", "remedy",
+                "remedy_params")
 
 
 @dataclasses.dataclass(frozen=True)
