@@ -134,26 +134,27 @@ class Checkpointer:
     self.manager.close()
 
 
-def pack(step, states, arrays, sizes, config=None):
+def pack(step, running, config=None):
   """What a checkpoint holds: the step, the config fields that shape training (a dict, as JSON bytes), and per
-  cohort params, optimiser state, data keys and splits of the real models (padding models are left out, so that a
-  run can resume on another number of devices)."""
+  cohort (loop.Running) params, optimiser state, data keys and splits of the real models (padding models are left
+  out, so that a run can resume on another number of devices)."""
   cohorts = []
-  for s, a, n in zip(states, arrays, sizes):
-    c = {"params": s["params"], "opt": s["opt"], "data_keys": a["data_keys"], "train_idx": a["train_idx"]}
-    cohorts.append(jax.tree_util.tree_map(lambda x, n=n: x[:n], c))
+  for r in running:
+    c = {"params": r.state["params"], "opt": r.state["opt"], "data_keys": r.arrays["data_keys"],
+         "train_idx": r.arrays["train_idx"]}
+    cohorts.append(jax.tree_util.tree_map(lambda x, n=r.place.size: x[:n], c))
   out = {"step": step, "cohorts": cohorts}
   if config is not None:
     out["config"] = np.frombuffer(json.dumps(config, sort_keys=True).encode(), np.uint8)
   return out
 
 
-def restore_into(ckpt, states, arrays, sizes, host, step=None, config=None):
+def restore_into(ckpt, running, host, step=None, config=None):
   """(step, per cohort {"params", "opt"}) of the newest readable checkpoint (or of `step`), padded with the
-  padding models of `states`; (None, None) when there is none. `host(tree)` copies arrays to the host. Raises
-  Mismatch for a checkpoint of other shapes, seeds or data splits, or made with other values of `config`'s fields
-  (a dict; None: not compared)."""
-  abstract = pack(0, states, arrays, sizes)
+  padding models of the cohorts' (loop.Running) states; (None, None) when there is none. `host(tree)` copies
+  arrays to the host. Raises Mismatch for a checkpoint of other shapes, seeds or data splits, or made with other
+  values of `config`'s fields (a dict; None: not compared)."""
+  abstract = pack(0, running)
   abstract["cohorts"] = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), abstract["cohorts"])
   found, saved = ckpt.restore(abstract, step)
   if saved is None:
@@ -167,13 +168,13 @@ def restore_into(ckpt, states, arrays, sizes, host, step=None, config=None):
                      + "; ".join(f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in differ)
                      + "); give the config it was made with, or use a new --workdir")
   out = []
-  for c, fresh, a, n in zip(saved["cohorts"], states, arrays, sizes):
-    mine = host({"data_keys": a["data_keys"], "train_idx": a["train_idx"]})
-    if not all(np.array_equal(c[k], mine[k][:n]) for k in mine):
+  for c, r in zip(saved["cohorts"], running):
+    mine = host({"data_keys": r.arrays["data_keys"], "train_idx": r.arrays["train_idx"]})
+    if not all(np.array_equal(c[k], mine[k][:r.place.size]) for k in mine):
       raise Mismatch(f"checkpoint {found} was made with other seeds or data splits than this config")
     out.append(jax.tree_util.tree_map(lambda x, f: jnp.concatenate([x, f[x.shape[0]:]]),
                                       {"params": c["params"], "opt": c["opt"]},
-                                      {"params": fresh["params"], "opt": fresh["opt"]}))
+                                      {"params": r.state["params"], "opt": r.state["opt"]}))
   return int(found), out
 
 

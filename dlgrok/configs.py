@@ -330,33 +330,6 @@ def one_line(e):
   return lines[0][:200] if lines else ""
 
 
-def upgrade(d):
-  """A config.json dict written by an earlier version, in today's form: rank and weight-decay strings as lists of
-  numbers, and the fields then implied by the task (MNIST's [0, 1] pixels, App. F's MSE, App. E's SGD)."""
-  d = dict(d)
-  if isinstance(d.get("ranks"), str):
-    parsed = [parse_rank_token(t) for t in split_tokens(d["ranks"])]
-    d["ranks"], d["pcts"] = [v for k, v in parsed if k == "r"], [float(v) for k, v in parsed if k == "p"]
-    experiment = os.path.join(EXPERIMENTS, f"{d.get('task')}.py")
-    if not parsed and os.path.isfile(experiment):  # "" meant the experiment's ranks for the group
-      defaults = load(experiment, d.get("group", "none"))
-      d["ranks"], d["pcts"] = list(defaults.ranks), list(defaults.pcts)
-  if isinstance(d.get("weight_decays"), str):
-    d["weight_decays"] = [float(x) for x in split_tokens(d["weight_decays"])] or [d.get("weight_decay", 0.0)]
-  implied = {"mnist_grok": {"pixels": "unit", "loss": "mse"}, "mnist_wd": {"pixels": "unit", "optimizer": "sgd"}}
-  for k, v in implied.get(d.get("task"), {}).items():
-    d.setdefault(k, v)
-  return d
-
-
-def from_json(d):
-  """The ConfigDict of a config.json dict (of any version), tuples where configs hold tuples."""
-  d = upgrade(d)
-  if isinstance(d.get("steps"), int):  # config.json holds it whole; the config field is a float
-    d["steps"] = float(d["steps"])
-  return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
 def check_number(c, key, low, high, low_ok, allowed):
   x = c[key]
   if not (math.isfinite(x) and (low <= x if low_ok else low < x) and x < high):

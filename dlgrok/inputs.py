@@ -1,11 +1,10 @@
 """Checks of what a user hands the command lines (paths, workdirs, the JAX backend) and the one-line error that
 every entry point prints for them: `error: ...` on stderr, exit status 2, no traceback, nothing written."""
 import argparse
-import json
 import os
 import sys
 
-from dlgrok import configs, decompose, metrics, workdir as wd
+from dlgrok import configs, decompose, metrics, run_config, workdir as wd
 
 NAME_MAX = 255  # bytes in one path component on Linux file systems
 
@@ -18,7 +17,8 @@ class NothingYet(InputError):
   """Nothing to show yet (a run's first minute): said in one line, exit status 1."""
 
 
-ERRORS = (InputError, configs.ConfigError, decompose.DecomposeError, metrics.MetricsError, wd.NoClient)
+ERRORS = (InputError, configs.ConfigError, decompose.DecomposeError, metrics.MetricsError,
+          run_config.ConfigFileError, wd.NoClient)
 
 
 def cli(main):
@@ -75,8 +75,9 @@ def check_output(path, what, directory):
     raise InputError(f"{what} {path!r}: {probe} is not writable; give another path")
 
 
-def run_config(workdir):
-  """The config.json dict of a run directory that plot or inspect reads; InputError naming what is wrong."""
+def check_run_dir(workdir):
+  """Refuses a workdir that plot or inspect cannot read a run from: missing, a file, no config.json (InputError)
+  or one that cannot be read (run_config.ConfigFileError)."""
   check_path(workdir, "workdir")
   if not wd.exists(workdir):
     raise InputError(f"workdir {workdir!r} does not exist; give a run directory that python -m dlgrok.main wrote")
@@ -85,24 +86,7 @@ def run_config(workdir):
   p = wd.join(workdir, "config.json")
   if not wd.exists(p):
     raise InputError(f"{workdir} has no config.json: not a run directory, or its run has not started yet")
-  return read_config(p)
-
-
-def read_config(p, need="task"):
-  """config.json as a dict; InputError for a directory, unreadable bytes, or JSON that is not an object with the
-  field `need`."""
-  if wd.isdir(p):
-    raise InputError(f"{p} is a directory, not a file; move it away (a run writes its config there)")
-  try:
-    d = json.loads(wd.read_bytes(p).decode("utf-8"))
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise InputError(f"{p} is not valid JSON ({type(e).__name__}); restore it from a copy (python -m dlgrok.main "
-                     "writes a new one where there is none)") from None
-  except OSError as e:
-    raise InputError(f"{p} cannot be read ({e.strerror})") from None
-  if not isinstance(d, dict) or need not in d:
-    raise InputError(f"{p} is JSON but not a dlgrok config (no {need} field); restore it or give another workdir")
-  return d
+  run_config.read(workdir)
 
 
 def check_workdir_contents(workdir):
@@ -117,8 +101,8 @@ def check_workdir_contents(workdir):
       kind = "a directory" if wd.isdir(p) else ("a dangling link" if not wd.exists(p) else "a file")
       raise InputError(f"{p} is {kind}, not {'a directory' if directory else 'a file'}; move it away or give "
                        "another --workdir")
-  if wd.exists(wd.join(workdir, "config.json")):
-    read_config(wd.join(workdir, "config.json"))
+  if wd.exists(run_config.path(workdir)):
+    run_config.read(workdir)
 
 
 def check_backend():

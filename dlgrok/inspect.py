@@ -8,7 +8,6 @@ ratios. --export writes model I as a dense parameter tree, every factorised laye
 """
 import dataclasses
 import json
-import os
 import sys
 
 import jax
@@ -17,8 +16,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from dlgrok import checkpoint, cohorts, configs, decompose, factor_measures, factors, inputs, loop, spectral
+from dlgrok import checkpoint, cohorts, decompose, factor_measures, factors, inputs, loop, metrics, run_config, spectral
 from dlgrok import workdir as wd
+
+
+# the fields of a model's metrics rows that the report lists
+MODEL_FIELDS = ("model", "cohort", "group", "rank", "seed", "frac", "weight_decay", "variant", "remedy",
+                "remedy_params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +53,8 @@ def saved_steps(workdir):
 def load(workdir, step=None, model=None):
   """The run in `workdir` restored from its newest checkpoint (or `step`); InputError for a bad workdir, step or
   model index, before the data are loaded (the step, the model: before the models are built)."""
-  config = configs.from_json(inputs.run_config(workdir))
+  inputs.check_run_dir(workdir)
+  config = run_config.load(workdir)
   steps = saved_steps(workdir)
   if step is not None and step not in steps:
     raise inputs.InputError(f"--step {step}: no checkpoint at that step in {workdir}; saved steps: "
@@ -58,12 +63,12 @@ def load(workdir, step=None, model=None):
   plan = cohorts.resolve(config)
   if model is not None and not 0 <= model < plan.n_models:
     raise inputs.InputError(f"--model {model}: no such model; models are 0..{plan.n_models - 1}")
-  places, data, arrays, fns = loop.build(plan)
+  data, running = loop.start(plan)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-  fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
-  found, saved = checkpoint.restore_into(ckpt, fresh, arrays, [p.size for p in places], loop.gather, step)
+  found, saved = checkpoint.restore_into(ckpt, running, loop.gather, step)
   ckpt.close()
-  return Restored(plan, fns, arrays, data, [s["params"] for s in saved], found, ckpt.steps())
+  return Restored(plan, [r.fns for r in running], [r.arrays for r in running], data, [s["params"] for s in saved],
+                  found, ckpt.steps())
 
 
 def pick(run, index):
@@ -119,11 +124,9 @@ def report(workdir, step=None, model=None):
   out = {"workdir": workdir, "steps": run.steps, "step": run.step, "cohorts": [], "models": []}
   for k in run.plan.cohorts:
     out["cohorts"].append({"name": k.name, "models": len(k.models)})
-    for i, m in enumerate(k.models):
-      out["models"].append({"model": k.first + i, "cohort": k.name, "group": ",".join(k.words) or "none",
-                            "rank": m.rank.label, "seed": m.seed, "frac": m.frac,
-                            "weight_decay": m.weight_decay, "variant": k.row_factorisation, "remedy": k.remedy.label,
-                            "remedy_params": m.remedy_params})
+    for i in range(len(k.models)):
+      fields = metrics.model_fields(k, i)
+      out["models"].append({f: fields[f] for f in MODEL_FIELDS})
   chosen = range(len(out["models"])) if model is None else [model]
   out["details"] = {}
   for index in chosen:

@@ -8,7 +8,6 @@ of steps-to-grok with the speed-up against the baseline (compare.md). An arm's b
 (phase_gap1.png) and of the final test accuracy (phase_test.png), the baseline as a row of its own.
 """
 import json
-import os
 import textwrap
 from collections import namedtuple
 

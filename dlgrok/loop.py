@@ -91,6 +91,22 @@ def build(plan):
   return places, data, arrays, [make_cohort(plan, k, p) for k, p in zip(plan.cohorts, places)]
 
 
+@dataclasses.dataclass
+class Running:
+  """One cohort as a run holds it: its entry in the plan, placement, per-model arrays, functions and state."""
+  cohort: object  # cohorts.Cohort
+  place: Placement
+  arrays: dict
+  fns: "CohortFns"
+  state: dict
+
+
+def start(plan):
+  """(data arrays, a Running per cohort of `plan` at its initial state)."""
+  places, data, arrays, fns = build(plan)
+  return data, [Running(k, p, a, f, f.init(a, data)) for k, p, a, f in zip(plan.cohorts, places, arrays, fns)]
+
+
 def model_batch(config, placement):
   """Models per pass of a step or evaluation: config.model_batch, or (0) 1 on a single CPU device, where a
   vmapped step of 16 or 32 models ran 8-25 % slower per model than one model's, a loop 7 % (benchmarks/), and

@@ -1,39 +1,62 @@
-"""metrics.jsonl: one JSON object per (evaluation step, model); written by train, read by plot and inspect."""
+"""metrics.jsonl: one JSON object per (evaluation step, model); written by train, read (in today's form) by plot,
+reproduce and the regression check."""
 import gzip
 import io
 import json
 import math
 import warnings
 
-from dlgrok import decompose, disk, signals, workdir as wd
+from dlgrok import decompose, disk, run_config, signals, workdir as wd
 
 WALL_FIELDS = ("wall",)  # fields that differ between otherwise identical runs
+VALUES = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 class MetricsError(ValueError):
-  """A metrics.jsonl or config.json that cannot be read; the message names the file and line."""
+  """A metrics.jsonl that cannot be read; the message names the file and line."""
 
 
 def rows(cohort, step, ev, wall):
   """The rows of one cohort at `step` (this module owns their schema), from evaluate()'s per-model outputs on
-  the host. A model is diverged when a loss or stable rank is not finite (argmax accuracies of NaN parameters
-  are finite): its accuracies, losses, gap and stable ranks are null."""
-  out = []
-  for i, m in enumerate(cohort.models):
-    vals = {k: float(ev[k][i]) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    ranks = {k: float(v[i]) for k, v in ev["stable_rank"].items()}
-    diverged = not all(math.isfinite(v) for v in (*vals.values(), *ranks.values()))
-    if diverged:
-      vals, ranks = dict.fromkeys(vals), dict.fromkeys(ranks)
-    out.append({
-        "step": step, "model": cohort.first + i, "cohort": cohort.name, "seed": m.seed,
-        "group": ",".join(cohort.words) or "none", "rank": m.rank.label, "pct": m.pct, "frac": m.frac,
-        "variant": cohort.row_factorisation, "remedy": cohort.remedy.label, "remedy_params": m.remedy_params,
-        "layer_ranks": {decompose.layer_name(p): k for p, k in m.layer_ranks.items()},
-        "weight_decay": float(m.weight_decay), **{f"{k}_params": v for k, v in m.counts.items()}, **vals,
-        "diverged": diverged, "gap": vals["train_acc"] - vals["test_acc"] if not diverged else None,
-        "compression": m.counts["trained"] / m.counts["dense"], "stable_rank": ranks, "wall": round(wall, 3)})
-  return out
+  the host."""
+  return [row(step, {k: float(ev[k][i]) for k in VALUES}, {k: float(v[i]) for k, v in ev["stable_rank"].items()},
+              wall, **model_fields(cohort, i)) for i in range(len(cohort.models))]
+
+
+def model_fields(cohort, i):
+  """What model i of `cohort` was trained as: the fields of its rows that do not change with the step."""
+  m = cohort.models[i]
+  return {"model": cohort.first + i, "cohort": cohort.name, "seed": m.seed, "group": ",".join(cohort.words) or "none",
+          "rank": m.rank.label, "pct": m.pct, "frac": m.frac, "variant": cohort.row_factorisation,
+          "remedy": cohort.remedy.label, "remedy_params": m.remedy_params,
+          "layer_ranks": {decompose.layer_name(p): k for p, k in m.layer_ranks.items()},
+          "weight_decay": float(m.weight_decay), **{f"{k}_params": v for k, v in m.counts.items()},
+          "compression": m.counts["trained"] / m.counts["dense"]}
+
+
+def row(step, values, stable_rank, wall=0.0, **model):
+  """One row: `model` (model_fields' fields; upgrade fills those a test leaves out), `values` (VALUES) and stable
+  ranks at `step`. A model is diverged when a value or stable rank is not finite (argmax accuracies of NaN
+  parameters are finite): its values, gap and stable ranks are null."""
+  diverged = not all(math.isfinite(v) for v in (*values.values(), *stable_rank.values()))
+  if diverged:
+    values, stable_rank = dict.fromkeys(values), dict.fromkeys(stable_rank)
+  gap = values["train_acc"] - values["test_acc"] if not diverged else None
+  return upgrade({"step": step, **model, **values, "diverged": diverged, "gap": gap, "stable_rank": stable_rank,
+                  "wall": round(wall, 3)})
+
+
+def upgrade(r, config=None):
+  """Row `r` (written by any version) in today's form, in place: variant ('usv' for a decomposed model), remedy
+  ('none') and remedy_params ({}), and frac and weight_decay from its run's config.json dict `config`."""
+  if "variant" not in r:
+    r["variant"] = None if r["group"] == "none" else "usv"
+  r["remedy"] = r.get("remedy") or "none"
+  r["remedy_params"] = r.get("remedy_params") or {}
+  for k in ("frac", "weight_decay"):
+    if k not in r and config is not None:
+      r[k] = config.get(k)
+  return r
 
 
 def path(workdir):
@@ -98,14 +121,18 @@ def parse(lines, name):
 
 def read(workdir):
   """All rows of <workdir>/metrics.jsonl (a workdir or the file itself), or of its gzipped copy
-  metrics.jsonl.gz (as results/ keeps them)."""
+  metrics.jsonl.gz (as results/ keeps them), upgraded (with the config.json beside them, where there is one)."""
   p = workdir if workdir.endswith((".jsonl", ".jsonl.gz")) else path(workdir)
   if not wd.exists(p) and wd.exists(p + ".gz"):
     p += ".gz"
   data = wd.read_bytes(p)
   if p.endswith(".gz"):
     data = gzip.decompress(data)
-  return [row for _, row in parse(io.StringIO(data.decode()).readlines(), p)]
+  rows = [row for _, row in parse(io.StringIO(data.decode()).readlines(), p)]
+  config = None
+  if any("frac" not in r or "weight_decay" not in r for r in rows) and wd.exists(run_config.path(wd.parent(p))):
+    config = run_config.read(wd.parent(p))
+  return [upgrade(r, config) for r in rows]
 
 
 def truncate_from(workdir, step):
@@ -118,19 +145,6 @@ def truncate_from(workdir, step):
   with disk.writing(p):  # whole: a kill mid-write leaves the old file
     wd.write(p, "".join(line for line, _ in kept))
   return max((row.get("wall", 0.0) for _, row in kept), default=0.0)
-
-
-def load_config(workdir):
-  p = wd.join(workdir, "config.json")
-  try:
-    d = json.loads(wd.read_text(p))
-  except json.JSONDecodeError as e:
-    raise MetricsError(f"{p} is not valid JSON ({e}); restore it, or delete it to continue this run with the "
-                       "config given") from None
-  if not isinstance(d, dict):
-    raise MetricsError(f"{p} holds {json.dumps(d)[:40]}, not a config (a JSON object); restore it, or delete it "
-                       "to continue this run with the config given")
-  return d
 
 
 def steps(workdir):

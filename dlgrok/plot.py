@@ -7,7 +7,6 @@ marked, not shown as results: gaps in curves, "(k diverged)" in legends, "div." 
 --compare / --phase (lab_plots): remedies compared arm by arm; rank x training-fraction phase diagrams.
 """
 import io
-import os
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -22,19 +21,17 @@ BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
 
 
 def load(workdirs):
-  """Rows of all workdirs, each tagged with its run (workdir) and the config's weight_decay (summary.defaults).
+  """Rows of all workdirs (metrics.read's, upgraded), each tagged with its run (workdir).
 
   A model already read from an earlier workdir (same arm and seed: typically the baseline cohort that every run
   trains beside its own) is read once, so it is not counted twice.
   """
   rows, owner = [], {}
   for w in workdirs:
-    cfg = inputs.run_config(w)
+    inputs.check_run_dir(w)
     for r in read_rows(w):
       r["run"] = w
-      r.setdefault("frac", cfg.get("frac"))
-      r.setdefault("weight_decay", cfg.get("weight_decay"))
-      key = summary.arm_key(summary.defaults(r)) + (r["seed"],)
+      key = summary.arm_key(r) + (r["seed"],)
       if owner.setdefault(key, (w, r["model"])) == (w, r["model"]):
         rows.append(r)
   return rows

@@ -183,7 +183,7 @@ def run_item(item, out, workdirs, deadline, stop=signals.never):
 def summarise(item, report, out):
   """Writes the item's folder (metrics, config, figures, tables) and returns its results.md section."""
   import matplotlib.pyplot as plt
-  from dlgrok import lab_plots, markdown, plot, summary
+  from dlgrok import lab_plots, markdown, plot, run_config, summary
   folder = wd.join(out, "items", item.name)
   wd.makedirs(folder)
   workdirs = [r["workdir"] for r in report["runs"] if wd.exists(wd.join(r["workdir"], "metrics.jsonl"))]
@@ -212,7 +212,7 @@ def summarise(item, report, out):
   if item.name == "remedies":
     table = lab_plots.compare_table(rows)
   elif item.name == "precision":  # one table per precision: the arms are the same models
-    table = "\n\n".join(f"matmul precision `{plot.metrics.load_config(w)['matmul_precision']}`:\n\n"
+    table = "\n\n".join(f"matmul precision `{run_config.read(w)['matmul_precision']}`:\n\n"
                          + markdown.table(summary.summarise(plot.load([w]))) for w in workdirs)
   else:
     table = plot.tables(rows)

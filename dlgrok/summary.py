@@ -81,16 +81,6 @@ def cells(rows):
   return out
 
 
-def defaults(row):
-  """Fills in, in place, the fields rows written before them lack: variant ('usv' for a decomposed model),
-  remedy ('none') and remedy_params ({})."""
-  if "variant" not in row:
-    row["variant"] = None if row["group"] == "none" else "usv"
-  row["remedy"] = row.get("remedy") or "none"
-  row["remedy_params"] = row.get("remedy_params") or {}
-  return row
-
-
 class Arm(typing.NamedTuple):
   """What a model was trained as (arm_key)."""
   group: str
@@ -104,7 +94,7 @@ class Arm(typing.NamedTuple):
 
 def arm_key(row):
   """The Arm of a row."""
-  r = defaults(dict(row))
+  r = row
   return Arm(r["group"], r["variant"], configs.Rank.from_label(r["rank"]), configs.Remedy.from_label(r["remedy"]),
              json.dumps(r["remedy_params"], sort_keys=True), r.get("weight_decay"), frac_key(r["frac"]))
 

@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 
-from dlgrok import checkpoint, configs, inputs, metrics, workdir as wd
+from dlgrok import checkpoint, configs, inputs, metrics, run_config, workdir as wd
 
 PAPER_GROUPS = "tok,pos,attn,ffn,out,all"
 RUNNING_MINUTES = 15  # a job whose checkpoints or metrics changed this recently counts as running
@@ -63,9 +63,9 @@ def check(grid, root):
 def status(workdir, now=None):
   """'done', 'running', 'stopped' (some progress, nothing recent) or 'not started'."""
   now = now or time.time()
-  if not wd.exists(wd.join(workdir, "config.json")):
+  if not wd.exists(run_config.path(workdir)):
     return "not started"
-  steps = int(inputs.read_config(wd.join(workdir, "config.json"), need="steps")["steps"])
+  steps = int(run_config.read(workdir, need="steps")["steps"])
   ckdir = checkpoint.directory(workdir)
   saved = [int(s) for s in wd.listdir(ckdir) if s.isdigit()] if wd.isdir(ckdir) else []
   if saved and max(saved) >= steps:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dlgrok import checkpoint, cohorts, configs, disk, events, lock, loop, memory, metrics, signals
+from dlgrok import checkpoint, cohorts, configs, disk, events, lock, loop, memory, metrics, run_config, signals
 from dlgrok import workdir as wd
 from dlgrok import progress as progress_lib
 
@@ -69,11 +69,10 @@ def check_workdir(config, workdir, allow_config_change=False):
   """Refuses to reuse a workdir whose config.json differs from `config` (fields named in the message);
   --allow_config_change lets only ALLOWED_CHANGES differ. Fields the earlier run did not have yet (added in a later
   version of dlgrok) are not compared."""
-  p = wd.join(workdir, "config.json")
-  if not wd.exists(p):
+  if not wd.exists(run_config.path(workdir)):
     return
-  old = json.loads(json.dumps(configs.upgrade(metrics.load_config(workdir))))
-  new = json.loads(json.dumps(as_json(config)))
+  old = json.loads(json.dumps(run_config.read(workdir)))
+  new = json.loads(json.dumps(run_config.as_json(config)))
   differ = [k for k in sorted(old) if old[k] != new.get(k) and k not in IGNORED_ON_RESUME]
   diff = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
   if differ and not allow_config_change:
@@ -97,19 +96,11 @@ def describe(plan):
           f"{plural(plan.steps, 'step')}, {plural(len(plan.eval_steps), 'evaluation')}")
 
 
-def as_json(config):
-  """The config as config.json holds it: `steps` whole (a float field so that steps=1e4 parses)."""
-  d = config.to_dict()
-  if float(d["steps"]).is_integer():
-    d["steps"] = int(d["steps"])
-  return d
-
-
-def check_steps(config, workdir):
-  """Refuses a `steps` below the last step with rows in the workdir: a run never deletes rows to go back."""
-  reached = max(metrics.steps(workdir), default=0)
-  if config.steps < reached:
-    raise configs.ConfigError(f"steps={config.steps:g} is below step {reached}, which {workdir} already reached; "
+def check_steps(steps, reached, workdir):
+  """Refuses a `steps` below `reached` (the last step with rows, or of the checkpoint): a run never deletes rows
+  to go back."""
+  if steps < reached:
+    raise configs.ConfigError(f"steps={steps} is below step {reached}, which {workdir} already reached; "
                               f"continue it with steps >= {reached}, or use a new --workdir")
 
 
@@ -117,12 +108,6 @@ def training_fields(config):
   """The config fields a checkpoint records: those that shape the models, their data or their training."""
   return {k: v for k, v in json.loads(json.dumps(config.to_dict())).items()
           if k not in ALLOWED_CHANGES + IGNORED_ON_RESUME}
-
-
-def write_config(config, workdir):
-  p = wd.join(workdir, "config.json")
-  with disk.writing(p):  # whole: config.json is the new one or the old one
-    wd.write(p, json.dumps(as_json(config), indent=2, sort_keys=True))
 
 
 def shared(values):
@@ -134,20 +119,21 @@ def shared(values):
   return [int(v) for v in multihost_utils.broadcast_one_to_all(mine)]
 
 
-def check_memory(cohort, fns, state, arrays, data, placement):
-  """Refuses (ConfigError) a cohort that XLA expects not to fit the device's memory, before it runs; no-op where
-  the backend reports no limit (CPU). Compiles the train chunk and evaluation that training then uses."""
+def check_memory(r, data):
+  """Refuses (ConfigError) a cohort (loop.Running) that XLA expects not to fit the device's memory, before it
+  runs; no-op where the backend reports no limit (CPU). Compiles the train chunk and evaluation that training
+  then uses."""
   limit = memory.device_memory()[1]
   if not limit:
     return
-  est = [memory.xla_bytes(fns.chunk, state, arrays, data, jnp.int32(0), jnp.int32(1)),
-         memory.xla_bytes(fns.evaluate, state["params"], arrays, data)]
-  per_device = (placement.size + placement.pad) // placement.devices
-  why = memory.refusal(per_device, max((e for e in est if e), default=None), limit)
+  est = [memory.xla_bytes(r.fns.chunk, r.state, r.arrays, data, jnp.int32(0), jnp.int32(1)),
+         memory.xla_bytes(r.fns.evaluate, r.state["params"], r.arrays, data)]
+  place = r.place
+  why = memory.refusal((place.size + place.pad) // place.devices, max((e for e in est if e), default=None), limit)
   if why:
     raise configs.ConfigError(
-        f"cohort {cohort.name!r}: {placement.size} models on {placement.devices} device(s) {why}; use fewer "
-        "seeds or ranks, a smaller eval_chunk, or more devices")
+        f"cohort {r.cohort.name!r}: {place.size} models on {place.devices} device(s) {why}; use fewer seeds or "
+        "ranks, a smaller eval_chunk, or more devices")
 
 
 def prepare(config, workdir, allow_config_change=False):
@@ -155,9 +141,14 @@ def prepare(config, workdir, allow_config_change=False):
   once), an earlier run there, the memory it needs (estimated from shapes). Returns the plan; raises ConfigError
   naming the first problem."""
   check_writable(workdir)
+  return checked_plan(config, workdir, allow_config_change)
+
+
+def checked_plan(config, workdir, allow_config_change):
+  """prepare's checks after the workdir's (which run makes before it takes the lock)."""
   plan = cohorts.resolve(config)
   check_workdir(plan.config, workdir, allow_config_change)
-  check_steps(plan.config, workdir)
+  check_steps(plan.steps, max(metrics.steps(workdir), default=0), workdir)
   memory.check(plan)
   return plan
 
@@ -180,14 +171,13 @@ def run(config, workdir, allow_config_change=False, stop=signals.never, hooks=si
 
 
 def _locked(config, workdir, allow_config_change, primary, stop, hooks):
-  plan = prepare(config, workdir, allow_config_change)
+  plan = checked_plan(config, workdir, allow_config_change)
   c = plan.config
   print(describe(plan), flush=True)
   with jax.default_matmul_precision(c.matmul_precision):
-    places, data, arrays, fns = loop.build(plan)
-    fresh = [f.init(a, data) for f, a in zip(fns, arrays)]
-    for k, f, s, a, p in zip(plan.cohorts, fns, fresh, arrays, places):
-      check_memory(k, f, s, a, data, p)  # before anything is written
+    data, running = loop.start(plan)
+    for r in running:
+      check_memory(r, data)  # before anything is written
   if stop():
     raise Interrupted(stop())
   # steps that already have rows are evaluated again if they come after the restored checkpoint, even where the
@@ -195,24 +185,21 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
   written = shared(sorted(s for s in metrics.steps(workdir) if s <= plan.steps) if primary else [])
   ckpt = checkpoint.Checkpointer(workdir, save_steps=sorted(set(plan.eval_steps) | set(written)),
                                  minutes=c.checkpoint_minutes, fault=hooks.fault)
-  sizes, record = [p.size for p in places], training_fields(c)
+  record = training_fields(c)
   writer, curves = metrics.NullWriter(), metrics.NullWriter()
   try:
     with jax.default_matmul_precision(c.matmul_precision):
       try:
-        step, saved = checkpoint.restore_into(ckpt, fresh, arrays, sizes, loop.gather, config=record)
+        step, saved = checkpoint.restore_into(ckpt, running, loop.gather, config=record)
       except checkpoint.Mismatch as e:
         raise configs.ConfigError(str(e)) from None
-      if step is not None and step > plan.steps:
-        raise configs.ConfigError(f"steps={plan.steps} is below step {step}, which {workdir} already reached; "
-                                  f"continue it with steps >= {step}, or use a new --workdir")
+      check_steps(plan.steps, step or 0, workdir)
       if primary:
-        write_config(c, workdir)
-      states = fresh
+        run_config.write(c, workdir)
       if step is not None:
         print(f"resumed from the checkpoint at step {step}", flush=True)
-        states = [dict(jax.device_put(s, p.sharding), perm=f.perm_at(a, jnp.int32(step)))
-                  for s, p, f, a in zip(saved, places, fns, arrays)]
+        for r, s in zip(running, saved):
+          r.state = dict(jax.device_put(s, r.place.sharding), perm=r.fns.perm_at(r.arrays, jnp.int32(step)))
       if stop():
         raise Interrupted(stop(), step)
       step = step or 0
@@ -225,7 +212,7 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
 
       def save(force=False):
         if force or ckpt.due(step):
-          ckpt.save(step, checkpoint.pack(step, states, arrays, sizes, record))
+          ckpt.save(step, checkpoint.pack(step, running, record))
           hooks.fault("save")
           if step == 0:
             ckpt.wait()
@@ -237,8 +224,9 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
         while step < target:
           n, t = progress.next_chunk(target - step), time.time()
           hooks.fault("target-chunk" if step + n == target else "chunk")
-          states = [f.chunk(s, a, data, jnp.int32(step), jnp.int32(n)) for f, s, a in zip(fns, states, arrays)]
-          jax.block_until_ready(states)
+          for r in running:
+            r.state = r.fns.chunk(r.state, r.arrays, data, jnp.int32(step), jnp.int32(n))
+          jax.block_until_ready([r.state for r in running])
           progress.chunk_done(n, time.time() - t)
           step += n
           if step < target:  # at the target the evaluation's line follows, with its accuracies
@@ -253,8 +241,9 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
         hooks.fault("eval")
         t = time.time()
         wall = wall0 + t - progress.t0
-        rows = [row for k, f, s, a in zip(plan.cohorts, fns, states, arrays)
-                for row in metrics.rows(k, step, loop.gather(f.evaluate(s["params"], a, data)), wall)]
+        rows = []
+        for r in running:
+          rows += metrics.rows(r.cohort, step, loop.gather(r.fns.evaluate(r.state["params"], r.arrays, data)), wall)
         writer.write(rows)
         curves.write(rows)
         progress.eval_done(time.time() - t)
@@ -274,4 +263,4 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
   curves.close()
   ckpt.wait()
   ckpt.close()
-  return plan, states
+  return plan, [r.state for r in running]

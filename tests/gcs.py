@@ -8,7 +8,6 @@ FSSPEC_GCS_TOKEN=anon; GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false, else gcsfs probe
 """
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import tempfile

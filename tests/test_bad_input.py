@@ -20,11 +20,11 @@ import pytest
 
 from conftest import CLI_ENV, ROOT, experiment, tiny_config
 from dlgrok import cohorts, configs, decompose, inputs, inspect, main, memory, metrics, plot, reproduce, sweep, tasks
-from dlgrok import train
+from dlgrok import run_config, train
 from dlgrok.tasks import common
 
 MOD97 = os.path.join(ROOT, "experiments", "mod97.py")
-ERRORS = (configs.ConfigError, decompose.DecomposeError, metrics.MetricsError)
+ERRORS = (configs.ConfigError, decompose.DecomposeError, metrics.MetricsError, run_config.ConfigFileError)
 TINY = "p=11,op=x+y,width=32,heads=2"
 
 # (argument of experiments/mod97.py, --config overrides, text the one-line error must contain)
@@ -277,7 +277,7 @@ CASES = [
     ("main", ["--config={d}/dict.py:x", "--workdir={d}/w"], 2, "get_config returned a dict"),
     ("main", ["--config={d}/noarg.py:x", "--workdir={d}/w"], 2, "get_config must take one argument"),
     ("main", [f"--config={MOD97}:{TINY_RUN}", "--config.task=mnist_wd", "--workdir={d}/w"], 2,
-     "task='mnist_wd' needs the config field 'n_train'"),
+     "task='mnist_wd' needs the config field 'pixels'"),
     ("main", [f"--config={MOD97}:{TINY_RUN},devices=99", "--workdir={d}/w"], 2, "devices=99: this machine has"),
     ("main", [f"--config={MOD97}:{TINY_RUN},f0.001", "--workdir={d}/w"], 2, "leaves 0 to train on"),
     ("main", [f"--config={MOD97}:seeds=100000", "--workdir={d}/w"], 2, "models fit per device"),

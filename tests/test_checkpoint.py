@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import CLI_ENV, ROOT, tiny_config
-from dlgrok import checkpoint, cohorts, configs, metrics, train
+from dlgrok import checkpoint, cohorts, configs, metrics, run_config, train
 
 ARG = "ffn,r8,p=11,op=x+y,width=32,heads=2,f80,steps=400,seeds=2,eval_points=6,batch_size=32"
 CMD = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:{ARG}",
@@ -177,7 +177,7 @@ def test_a_steps_change_keeps_every_row(tmp_path):
   after = stripped_lines(wd)
   assert [json.loads(r)["step"] for r in after] == [s for s in (0, 1, 4, 15, 24, 60, 120) for _ in range(2)]
   assert [r for r in after if json.loads(r)["step"] not in (24, 120)] == before
-  assert metrics.load_config(wd)["steps"] == 120
+  assert run_config.read(wd)["steps"] == 120
 
 
 def test_the_checkpoint_records_its_config(tmp_path):
@@ -197,10 +197,10 @@ def test_the_checkpoint_records_its_config(tmp_path):
   assert recorded["lr"] == 0.001 and recorded["seeds"] == 2 and "steps" not in recorded
   with open(os.path.join(wd, "config.json"), "w") as f:
     f.write("[]")
-  with pytest.raises(metrics.MetricsError, match=r"holds \[\], not a config") as e:
+  with pytest.raises(run_config.ConfigFileError, match="is JSON but not a dlgrok config") as e:
     train.run(cfg(), wd)
-  assert str(e.value) == (f"{wd}/config.json holds [], not a config (a JSON object); restore it, or delete it to "
-                          "continue this run with the config given")
+  assert str(e.value) == (f"{wd}/config.json is JSON but not a dlgrok config (no task field); restore it or give "
+                          "another workdir")
   assert open(os.path.join(wd, "config.json")).read() == "[]"
 
 

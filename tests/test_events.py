@@ -3,14 +3,13 @@ import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import event_pb2
 
-from dlgrok import events
+from dlgrok import events, metrics
 
 
 def row(model, step, acc, cohort="all", diverged=False):
-  value = None if diverged else acc
-  return {"model": model, "step": step, "cohort": cohort, "diverged": diverged, "train_acc": value,
-          "test_acc": value, "train_loss": value, "test_loss": value,
-          "stable_rank": {"block_0/ffn/fc1": None if diverged else acc / 2}}
+  value = float("nan") if diverged else acc
+  return metrics.row(step, dict.fromkeys(metrics.VALUES, value), {"block_0/ffn/fc1": value / 2}, model=model,
+                     cohort=cohort, group=cohort)
 
 
 def test_an_event_is_the_proto_tensorboard_parses():

@@ -1,10 +1,10 @@
 """The grokking lab's figures (lab_plots: arm comparison, phase matrices) from tiny synthetic runs."""
-import json
 import os
 
+import ml_collections
 import numpy as np
 
-from dlgrok import lab_plots, plot
+from dlgrok import lab_plots, metrics, plot, run_config
 from helpers import cell_texts, diverge, rewrite
 
 
@@ -16,17 +16,15 @@ def step_model(model, seed, gap1, group="none", rank="full", pct=None, frac=0.5,
   out = []
   for s in CSTEPS:
     test = 1.0 if gap1 is not None and s >= gap1 else 0.1
-    r = {"step": s, "model": model, "seed": seed, "group": group, "rank": rank, "pct": pct, "frac": frac,
-         "weight_decay": wd, "train_acc": 1.0 if s >= 10 else 0.0, "test_acc": test, "diverged": False,
-         "cohort": group, "layer_ranks": {}, "stable_rank": {}, **arm}
-    out.append(r)
+    out.append(metrics.row(s, {"train_acc": 1.0 if s >= 10 else 0.0, "test_acc": test}, {}, model=model, seed=seed,
+                           group=group, rank=rank, pct=pct, frac=frac, weight_decay=wd, cohort=group, layer_ranks={},
+                           **arm))
   return diverge(out, diverge_at) if diverge_at is not None else out
 
 
 def write_rows(d, rows, **cfg):
   os.makedirs(d, exist_ok=True)
-  with open(os.path.join(d, "config.json"), "w") as f:
-    json.dump({"task": "mod97", "steps": CSTEPS[-1], "weight_decay": 0.0, **cfg}, f)
+  run_config.write(ml_collections.ConfigDict({"task": "mod97", "steps": CSTEPS[-1], "weight_decay": 0.0, **cfg}), d)
   rewrite(d, rows)
 
 

@@ -1,13 +1,13 @@
 """Figures from tiny synthetic runs: the plotted data must equal the metrics."""
-import json
 import os
 
 import matplotlib
+import ml_collections
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from dlgrok import factors, plot, summary
+from dlgrok import factors, metrics, plot, run_config, summary
 from helpers import cell_texts, diverge, rewrite
 
 STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
@@ -25,8 +25,7 @@ def write_run(d, frac, seeds=(0, 1), group="all", wd=0.0):
   os.makedirs(d, exist_ok=True)
   cfg = {"task": "mod97", "p": 97, "op": "x/y", "frac": frac, "steps": STEPS[-1], "group": group,
          "ranks": list(RANKS), "seeds": len(seeds), "matmul_precision": "highest", "weight_decay": wd}
-  with open(os.path.join(d, "config.json"), "w") as f:
-    json.dump(cfg, f)
+  run_config.write(ml_collections.ConfigDict(cfg), d)
   cohorts = [("none", "full", None)] + [(group, r, p) for r, p in RANKS.items()]
   rows, model = [], 0
   for g, rank, pct in cohorts:
@@ -36,14 +35,12 @@ def write_run(d, frac, seeds=(0, 1), group="all", wd=0.0):
       for i, s in enumerate(STEPS):
         shift = 0.05 * seed if g != "none" else 0
         sr = {l: 0.9 - 0.1 * i * (j + 1) / len(STEPS) - shift for j, l in enumerate(LAYERS)}
-        rows.append({"step": s, "model": model, "cohort": "baseline" if g == "none" else g, "seed": seed,
-                     "group": g, "rank": rank, "pct": pct, "frac": frac, "train_acc": train[i], "test_acc": test[i],
-                     "train_loss": 1.0, "test_loss": 1.0, "diverged": False, "wall": 0.1 * i,
-                     "layer_ranks": {} if g == "none" else {"tok_emb": 6}, "stable_rank": sr})
+        values = {"train_loss": 1.0, "train_acc": train[i], "test_loss": 1.0, "test_acc": test[i]}
+        rows.append(metrics.row(s, values, sr, 0.1 * i, model=model, cohort="baseline" if g == "none" else g,
+                                seed=seed, group=g, rank=rank, pct=pct, frac=frac, weight_decay=wd,
+                                layer_ranks={} if g == "none" else {"tok_emb": 6}))
       model += 1
-  with open(os.path.join(d, "metrics.jsonl"), "w") as f:
-    for r in rows:
-      f.write(json.dumps(r, sort_keys=True) + "\n")
+  rewrite(d, rows)
   return rows
 
 
@@ -206,13 +203,23 @@ def test_gzipped_metrics_read_like_plain(tmp_path):
   """results/ keeps metrics.jsonl.gz: plot and inspect read it through metrics.read like the plain file."""
   import gzip
   import shutil
-  from dlgrok import metrics
   d = str(tmp_path / "run")
   rows = write_run(d, 0.8)
   with open(os.path.join(d, "metrics.jsonl"), "rb") as f, gzip.open(os.path.join(d, "metrics.jsonl.gz"), "wb") as g:
     shutil.copyfileobj(f, g)
   os.remove(os.path.join(d, "metrics.jsonl"))
   assert metrics.read(d) == rows == metrics.read(os.path.join(d, "metrics.jsonl.gz"))
+
+
+def test_older_rows_are_read_in_todays_form(tmp_path):
+  """Rows written before variant, remedy, remedy_params, frac and weight_decay were fields (results/ holds some)
+  read as today's: the decomposed model's variant is usv, no remedy, frac and weight decay from config.json."""
+  d = str(tmp_path / "run")
+  rows = write_run(d, 0.8, wd=0.1)
+  old = ("variant", "remedy", "remedy_params", "frac", "weight_decay")
+  rewrite(d, [{k: v for k, v in r.items() if k not in old} for r in rows])
+  assert metrics.read(d) == rows
+  assert {r["variant"] for r in rows} == {None, "usv"} and {r["weight_decay"] for r in rows} == {0.1}
   np.testing.assert_allclose(plot.accuracy_figure(plot.load([d]), "all").axes[0].get_lines()[1].get_ydata(),
                              mean_of(rows, "none", "full", "test_acc")[1:])
 

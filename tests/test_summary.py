@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from dlgrok import markdown, summary
+from dlgrok import markdown, metrics, summary
 
 
 def rows_of(steps, train, test, model=0, **kw):
-  base = {"model": model, "group": "none", "rank": "full", "pct": None, "frac": 0.5, "seed": model}
-  return [dict(base, step=s, train_acc=a, test_acc=b, **kw) for s, a, b in zip(steps, train, test)]
+  base = dict({"model": model, "group": "none", "rank": "full", "pct": None, "frac": 0.5, "seed": model}, **kw)
+  return [metrics.row(s, {"train_acc": a, "test_acc": b}, {}, **base) for s, a, b in zip(steps, train, test)]
 
 
 STEPS = [0, 10, 100, 1000, 10000, 100000]
@@ -91,7 +91,7 @@ def test_diverged_evaluations_never_count():
   assert summary.steps_to_grok(r) == {"memorise_step": 10, "test95_step": None, "test99_step": None,
                                        "gap1_step": None}  # test reached 1.0 only after diverging
   assert summary.diverged(r)
-  r = rows_of(STEPS, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 1.0, 1.0, 1.0, 0.099], diverged=False)
+  r = rows_of(STEPS, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 1.0, 1.0, 1.0, 0.099])
   r[-1]["diverged"] = True  # an older row: flagged, chance accuracy kept
   assert summary.steps_to_grok(r)["gap1_step"] == 100 and summary.diverged(r)
   assert summary.final_measures([r]) == [{"best_test": 1.0, "gap": None, "diverged": True}]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import Runner, experiment, tiny_config
-from dlgrok import cohorts, configs, decompose, loop, memory, metrics, train
+from dlgrok import cohorts, configs, decompose, loop, memory, metrics, run_config, train
 
 runner = Runner
 
@@ -111,7 +111,7 @@ def test_metrics_rows_have_the_documented_keys(tmp_path):
   assert set(sr) == {"tok_emb", "pos_emb", "out", *(f"block_{i}/{m}" for i in (0, 1)
                                                    for m in ("attn/qkv", "attn/proj", "ffn/fc1", "ffn/fc2"))}
   assert all(0 < v <= 1 for v in sr.values())
-  assert metrics.load_config(str(tmp_path))["steps"] == 60
+  assert run_config.read(str(tmp_path))["steps"] == 60
 
 
 def test_eval_steps_log_spaced():
@@ -138,7 +138,7 @@ def test_cohort_too_large_for_the_device_is_refused_up_front(tmp_path, monkeypat
   assert not (tmp_path / "w").exists()
   made = compiles("chunk")  # this test's estimate, and the refused run's
   monkeypatch.setattr(memory, "device_memory", lambda: (None, 100 * est))
-  train.check_memory(r.cohort, r.fns, state, r.a, r.data, loop.Placement.of(r.plan.config, 2))
+  train.check_memory(loop.Running(r.cohort, loop.Placement.of(r.plan.config, 2), r.a, r.fns, state), r.data)
   jax.block_until_ready(r.chunk(state, 0, 5))
   assert compiles("chunk") == made == 2  # the estimate's compilation is the one training uses
 

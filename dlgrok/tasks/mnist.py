@@ -9,10 +9,6 @@ GROUPS = {"none": (), "l1": ("l1/kernel",), "l2": ("l2/kernel",), "l3": ("l3/ker
           "l23": ("l2/kernel", "l3/kernel"), "all": ("l1/kernel", "l2/kernel", "l3/kernel")}
 
 
-def pixels(c):
-  return c.get("pixels", "unit")  # runs made before the field existed used [0, 1]
-
-
 class MNIST(common.Task):
   name = "mnist"
   groups = GROUPS
@@ -21,11 +17,11 @@ class MNIST(common.Task):
   def check(self, c):
     common.check_choice(c, "init", transformer.INITS)
     common.check_choice(c, "optimizer", common.OPTIMIZERS)
-    if pixels(c) not in mnist.PIXELS:
-      raise configs.ConfigError(f"pixels={pixels(c)!r}; allowed: {', '.join(mnist.PIXELS)}")
+    if c.pixels not in mnist.PIXELS:
+      raise configs.ConfigError(f"pixels={c.pixels!r}; allowed: {', '.join(mnist.PIXELS)}")
 
   def load(self, c):
-    x, y = common.data_error(mnist.load, c.data_dir, c.n_train, pixels(c))
+    x, y = common.data_error(mnist.load, c.data_dir, c.n_train, c.pixels)
     common.check_fixed_frac(c, c.n_train / len(x))
     return common.Data(x=x, y=y, n_train=c.n_train)
 
