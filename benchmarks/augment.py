@@ -17,9 +17,10 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from dlgrok import cohorts, tasks, train
+from dlgrok import cohorts, configs, loop, tasks
 from dlgrok.data import augment, cifar10
 
 
@@ -41,17 +42,26 @@ def rate(models, batch, seconds):
   return max(models, 1) * batch * calls / (time.perf_counter() - start), calls
 
 
+class Normalised(type(tasks.get("cifar10"))):
+  """CIFAR-10 with the training augmentation replaced by the evaluation's normalisation."""
+
+  def batch(self, d, idx, valid, key, plan):
+    return self.prepare(d["x"][idx]), d["y"][idx], valid
+
+
 def train_rate(models, steps, augmented, data_dir):
   """Model-steps/s of the jitted CIFAR-10 train chunk (`steps` steps, after one compiling call)."""
-  config = tasks.cifar_config(data_dir=data_dir, n_train=1024, seeds=models, steps=float(steps))
-  task, config = cohorts.resolve(config)
+  config = configs.load(os.path.join(configs.shipped("experiments"), "cifar10.py"),
+                        f"none,seeds={models},n_train=1024,steps={steps + 1}")
+  config.data_dir = data_dir
+  plan = cohorts.resolve(config)
   if not augmented:
-    task = dataclasses.replace(task, augment=None)
-  runner = train.CohortRunner(config, task, cohorts.plan(config, task)[0], task.data(config))
-  state = runner.chunk(runner.init(), jax.numpy.int32(0), jax.numpy.int32(1))
+    plan = dataclasses.replace(plan, task=Normalised())
+  data, (r,) = loop.start(plan)
+  state = r.fns.chunk(r.state, r.arrays, data, jnp.int32(0), jnp.int32(1))
   jax.block_until_ready(state)
   start = time.perf_counter()
-  jax.block_until_ready(runner.chunk(state, jax.numpy.int32(1), jax.numpy.int32(steps)))
+  jax.block_until_ready(r.fns.chunk(state, r.arrays, data, jnp.int32(1), jnp.int32(steps)))
   return models * steps / (time.perf_counter() - start)
 
 

@@ -6,7 +6,6 @@ Config values run through the CLI's own checks in-process (the CLI's parser, the
 the data are loaded for training). The entry points run in-process as their __main__ runs them (inputs.cli(main),
 main.run()); the cases that need a fresh process (the exit status, JAX_PLATFORMS, orbax's threads on a failed
 export) run the real CLI."""
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -356,9 +355,11 @@ def test_export_under_a_file_exits_promptly(tmp_path):
 def test_paper_configs_fit_24_gib(monkeypatch):
   """The memory refusal leaves the paper's runs alone: mod-97 ffn (5 seeds x 6 models) and App. E's 660 MNIST
   models, one model per pass (CPU) or all vmapped (an accelerator)."""
-  fake = lambda c: common.Data(x=np.zeros((70000, 784), np.float32), y=np.zeros(70000, np.int32),
-                               n_train=c.n_train)
-  monkeypatch.setitem(tasks.TASKS, "mnist_wd", dataclasses.replace(tasks.TASKS["mnist_wd"], load=fake))
+  class Fake(type(tasks.TASKS["mnist_wd"])):
+    def load(self, c):
+      return common.Data(x=np.zeros((70000, 784), np.float32), y=np.zeros(70000, np.int32), n_train=c.n_train)
+
+  monkeypatch.setitem(tasks.TASKS, "mnist_wd", Fake())
   for name, arg in (("mod97", "ffn"), ("mnist_wd", "all")):
     for vmapped in (False, True):
       config = experiment(name, arg)

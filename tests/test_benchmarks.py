@@ -1,6 +1,8 @@
 import importlib.util
 import os
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -69,3 +71,13 @@ def test_quick_augment_table():
   spec.loader.exec_module(mod)
   rows = mod.main(["--quick", "--models", "2", "--batch", "4"])
   assert [r["models"] for r in rows] == [0, 2] and all(r["rate"] > 0 and r["calls"] >= 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_augment_train_rows_run_the_real_train_chunk(capsys):
+  spec = importlib.util.spec_from_file_location("augment_bench", os.path.join(ROOT, "benchmarks", "augment.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  mod.main(["--quick", "--models", "1", "--batch", "4", "--train", "1", "--train_steps", "1"])
+  row = capsys.readouterr().out.strip().splitlines()[-1].split("|")
+  assert row[1].strip() == "1" and float(row[2]) > 0 and float(row[3]) > 0
