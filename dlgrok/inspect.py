@@ -27,13 +27,11 @@ MODEL_FIELDS = ("model", "cohort", "group", "rank", "seed", "frac", "weight_deca
 
 @dataclasses.dataclass(frozen=True)
 class Restored:
-  """A run as training wrote it: its plan, the cohort functions and per-model arrays, and the checkpoint's
-  parameters (per cohort, model axis first)."""
+  """A run as training wrote it: its plan, and a loop.Running per cohort whose state is the checkpoint's (model
+  axis first)."""
   plan: cohorts.Plan
-  fns: list
-  arrays: list
+  running: list
   data: dict  # the data arrays (loop.data_arrays)
-  params: list
   step: int
   steps: list  # every checkpoint step
 
@@ -67,16 +65,22 @@ def load(workdir, step=None, model=None):
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   found, saved = checkpoint.restore_into(ckpt, running, loop.gather, step)
   ckpt.close()
-  return Restored(plan, [r.fns for r in running], [r.arrays for r in running], data, [s["params"] for s in saved],
-                  found, ckpt.steps())
+  running = [dataclasses.replace(r, state=s) for r, s in zip(running, saved)]
+  return Restored(plan, running, data, found, ckpt.steps())
+
+
+def cohort_params(run):
+  """The checkpoint's parameters per cohort (model axis first)."""
+  return [r.state["params"] for r in run.running]
 
 
 def pick(run, index):
   """(cohort position, model position, one model's params, its ranks) for global model `index`."""
-  for j, (cohort, params, a) in enumerate(zip(run.plan.cohorts, run.params, run.arrays)):
-    i = index - cohort.first
-    if 0 <= i < len(cohort.models):
-      return j, i, jax.tree_util.tree_map(lambda x: x[i], params), {p: int(v[i]) for p, v in a["ranks"].items()}
+  for j, r in enumerate(run.running):
+    i = index - r.cohort.first
+    if 0 <= i < len(r.cohort.models):
+      return (j, i, jax.tree_util.tree_map(lambda x: x[i], r.state["params"]),
+              {p: int(v[i]) for p, v in r.arrays["ranks"].items()})
   raise inputs.InputError(f"no model {index}; models are 0..{run.plan.n_models - 1}")
 
 
@@ -115,8 +119,9 @@ def compressed(params, ranks, k):
 def test_accuracy(run, j, i, dense):
   """Model i of cohort j's test accuracy with `dense` parameters, evaluated as training evaluates it (prepared
   inputs, in passes of eval_chunk examples)."""
-  _, ok = run.fns[j].per_example(dense, run.data)
-  return float(np.mean(np.asarray(ok)[~np.asarray(run.arrays[j]["is_train"][i])]))
+  r = run.running[j]
+  _, ok = r.fns.per_example(dense, run.data)
+  return float(np.mean(np.asarray(ok)[~np.asarray(r.arrays["is_train"][i])]))
 
 
 def report(workdir, step=None, model=None):
@@ -195,7 +200,7 @@ def main(argv=None):
     before, after = export(run, a.model or 0, a.rank, a.export)
     out["export"] = {"path": a.export, "rank": a.rank, "test_acc_before": before, "test_acc_after": after}
   if a.factors:
-    out["factors"] = factors.write(a.workdir, run.plan, run.params, None if a.model is None else [a.model])
+    out["factors"] = factors.write(a.workdir, run.plan, cohort_params(run), None if a.model is None else [a.model])
   if a.json:
     json.dump(out, sys.stdout, indent=1)
     print()

@@ -159,7 +159,7 @@ def test_adam_l2_and_grokfasts_warmup_match_pytorchs_adam_and_lambdalr():
   rng = np.random.default_rng(1)
   p0 = rng.normal(size=5).astype(np.float32)
   grads = [rng.normal(size=5).astype(np.float32) for _ in range(13)]
-  tx, p = modp.optimizer(rc, 0.3), jnp.asarray(p0)
+  tx, p = modp.TASK.optimizer(rc, 0.3), jnp.asarray(p0)
   state, got = tx.init(p), []
   for g in grads:
     u, state = tx.update(jnp.asarray(g), state, p)
