@@ -12,9 +12,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 
-from dlgrok import factor_measures, factors, inputs, lab_plots, markdown, metrics, summary, workdir as wd
+from dlgrok import factor_measures, factors, grids, inputs, lab_plots, markdown, metrics, summary, workdir as wd
 from dlgrok.figstyle import group_key, group_name, rank_label, fmt_step, suptitle  # noqa: F401 (and the style)
 
 BASE, MODEL = "tab:blue", "tab:orange"  # baseline / decomposed in Figures 20-23
@@ -189,127 +188,16 @@ def stable_rank_figure(rows, group, frac, diff=False):
   return fig
 
 
-def decomposed(rows):
-  """The rows of decomposed models at a rank percent: the cells of the grids."""
-  return [r for r in rows if r["group"] != "none" and r.get("pct") is not None]
-
-
-def panel_title(p, panel_key):
-  return f"{p * 100:g} % training data" if panel_key == "frac" else f"decomposed: {group_name(str(p))}"
-
-
-def grid_cells(rows, value="best_test", row_key="group", panel_key="frac"):
-  """[(panel, row values, rank percents, vals, spread, diverged, n)] behind grid_figure and grid_tables: per
-  panel, arrays (rows x (1 + ranks)) of summary.cell_stats of `value`; column 0 is the baseline."""
-  dec = decomposed(rows)
-  panels = sorted({r[panel_key] for r in dec}, key=group_key if panel_key == "group" else sort_key)
-  out = []
-  for p in panels:
-    mine = [r for r in rows if r[panel_key] == p or (r["group"] == "none" and panel_key == "group")]
-    ys = sorted({r[row_key] for r in dec if r[panel_key] == p}, key=group_key if row_key == "group" else sort_key)
-    pcts = sorted({round(r["pct"], 1) for r in dec if r[panel_key] == p})
-    stats = np.full((4, len(ys), len(pcts) + 1), np.nan)  # mean, spread, diverged, n
-    for i, y in enumerate(ys):
-      same = [r for r in mine if r["group"] == "none" and (row_key == "group" or r[row_key] == y)]
-      stats[:, i, 0] = summary.cell_stats(same, value)
-      for j, pct in enumerate(pcts):
-        stats[:, i, j + 1] = summary.cell_stats(
-            [r for r in dec if r[panel_key] == p and r[row_key] == y and round(r["pct"], 1) == pct], value)
-    out.append((p, ys, pcts, *stats))
-  return out
-
-
-def grid_figure(rows, value="best_test", row_key="group", panel_key="frac"):
-  """Figures 24, 29-32: mean best test accuracy (value='best_test') or final train - test gap ('gap') by
-  `row_key` x rank percent, one panel per `panel_key`; the first column is the baseline, colour is the change
-  against it (blue better, red worse) and cells print the value in %. Diverged models are left out: a cell
-  where all diverged is grey, hatched and says "div.", one where some did gets a "*"."""
-  dec = decomposed(rows)
-  cells = grid_cells(rows, value, row_key, panel_key)
-  ncell = len({round(r["pct"], 1) for r in dec}) + 1
-  ncols = 2 if len(cells) == 4 else min(len(cells), 3)  # Figure 24's four panels as 2 x 2, else rows of 3
-  nrows = -(-len(cells) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (0.62 * ncell + 0.5) + 2.6,
-                                                  nrows * (0.42 * len({r[row_key] for r in dec}) + 2.0) + 0.3),
-                           squeeze=False, layout="constrained")
-  for ax in axes.flat[len(cells):]:
-    fig.delaxes(ax)
-  sign = 1 if value == "best_test" else -1  # a smaller gap is better
-  first, diverged = None, set()
-  for k, (p, ys, pcts, vals, _, div, n) in enumerate(cells):
-    ax, left = axes.flat[k], k % ncols == 0
-    change = sign * (vals - vals[:, :1])  # NaN where the baseline diverged: no colour reference
-    lim = max(np.nanmax(np.abs(change), initial=0), 0.01)  # at least 1 point, so float noise stays white
-    ax.imshow(change, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    for (i, j), v in np.ndenumerate(vals):
-      if div[i, j]:
-        diverged.add((int(div[i, j]), int(n[i, j])))
-      if n[i, j] and div[i, j] == n[i, j]:
-        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", edgecolor="0.55", hatch="///", lw=0))
-        ax.text(j, i, "div.", ha="center", va="center", fontsize=8, color="black")
-      elif not np.isnan(v):
-        ax.text(j, i, f"{100 * v:.1f}{'*' * bool(div[i, j])}", ha="center", va="center", fontsize=8,
-                color="white" if abs(change[i, j]) > 0.6 * lim else "black")
-    ax.set_xticks(range(len(pcts) + 1), ["base"] + [f"{q:g}" for q in pcts])
-    labels = [group_name(y) if row_key == "group" else str(y) for y in ys]
-    first = ys if first is None else first
-    ax.set_yticks(range(len(ys)), labels if left or ys != first else [])  # repeated labels left out
-    ax.set_xlabel("rank (% of full rank)")
-    if left:
-      ax.set_ylabel("decomposed layers" if row_key == "group" else row_key.replace("_", " "))
-    ax.set_title(panel_title(p, panel_key))
-  what = "Best test accuracy" if value == "best_test" else "Generalisation gap (final train - test accuracy)"
-  some = sorted((k, m) for k, m in diverged if k < m)
-  notes = [f"* {' or '.join(f'{k} of {m}' for k, m in some)} diverged, left out"] * bool(some)
-  notes += ["div.: every model diverged"] * any(k == m for k, m in diverged)
-  suptitle(fig, "\n".join([f"{what} in %, mean over seeds; blue better, red worse than the baseline"] + notes))
-  return fig
-
-
-def grid_tables(rows, value="best_test", row_key="weight_decay", panel_key="group"):
-  """grid_figure's numbers as markdown, one table per panel: the mean in % over the models that did not diverge
-  ± their spread (best - worst), '*' where some diverged, 'div.' where all did; a last row gives each column's
-  trained / inference parameters in % of the dense model's (from the metrics rows)."""
-  what = "Best test accuracy" if value == "best_test" else "Final train - test gap"
-  dec, tables = decomposed(rows), []
-  for p, ys, pcts, vals, spread, div, n in grid_cells(rows, value, row_key, panel_key):
-    counts = "/".join(str(int(k)) for k in sorted(set(n[~np.isnan(n)].ravel())))
-    head = [row_key.replace("_", " "), "baseline"] + [f"{q:g} %" for q in pcts]
-    lines = [f"{what} in %, {panel_title(p, panel_key)}: mean ± spread over {counts} seeds", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, y in enumerate(ys):
-      cells = []
-      for j in range(len(pcts) + 1):
-        if n[i, j] and div[i, j] == n[i, j]:
-          cells.append("div.")
-        else:
-          cells.append("–" if np.isnan(vals[i, j]) else
-                       f"{100 * vals[i, j]:.2f} ± {100 * spread[i, j]:.2f}" + "*" * bool(div[i, j]))
-      lines.append("| " + " | ".join([f"{y:g}" if isinstance(y, (int, float)) else str(y)] + cells) + " |")
-    sizes = ["100 / 100"]
-    for q in pcts:
-      r = next((r for r in dec if r[panel_key] == p and round(r["pct"], 1) == q and r.get("trained_params")), None)
-      sizes.append(f"{100 * r['trained_params'] / r['dense_params']:.1f} / "
-                   f"{100 * r['inference_params'] / r['dense_params']:.2f}" if r else "–")
-    lines.append("| " + " | ".join(["trained / inference params, %"] + sizes) + " |")
-    tables.append("\n".join(lines))
-  return "\n\n".join(tables)
-
-
-def sort_key(v):
-  return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
-
-
 def factor_figure(entries, layer):
   """Figures 16-18: mean U^T U, Vt Vt^T and log10|S| over models per label (white = exactly zero)."""
   fig, axes = plt.subplots(3, len(entries), figsize=(2.3 * len(entries) + 1.0, 6.6), squeeze=False,
                            layout="constrained")
   cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
-  for j, (label, factors) in enumerate(entries):
-    g = [factor_measures.grams(*f) for f in factors]
+  for j, (label, models) in enumerate(entries):
+    g = [factor_measures.grams(*f) for f in models]
     utu, vvt, s = (np.mean([x[i] for x in g], axis=0) for i in range(3))
-    orth = np.mean([factor_measures.orthogonality(f[0], f[2], f[3]) for f in factors], axis=0)
-    off = np.mean([factor_measures.offdiag_mass(f[1], f[3]) for f in factors])
+    orth = np.mean([factor_measures.orthogonality(f[0], f[2], f[3]) for f in models], axis=0)
+    off = np.mean([factor_measures.offdiag_mass(f[1], f[3]) for f in models])
     with np.errstate(divide="ignore"):
       logs = np.where(s > 0, np.log10(s), np.nan)
     for ax, img, title, cm in ((axes[0, j], utu, f"{label}\n$U^TU$: $\\|\\cdot-I\\|_F$={orth[0]:.2f}", "RdBu_r"),
@@ -330,8 +218,8 @@ def spectra_figure(entries, layer):
   """Figure 19b: mean singular values of the recomposed matrix per label, log-y (they drop past the rank)."""
   fig, ax = plt.subplots(figsize=(4.6, 3.4), layout="constrained")
   colours = iter(f"C{i % 10}" for i in range(100))
-  for label, factors in entries:
-    sv = np.mean([factor_measures.spectrum(*f) for f in factors], axis=0)
+  for label, models in entries:
+    sv = np.mean([factor_measures.spectrum(*f) for f in models], axis=0)
     ax.plot(np.arange(1, len(sv) + 1), sv, color="black" if label == "baseline" else next(colours), label=label)
   ax.set_yscale("log")
   ax.set_ylim(bottom=max(ax.get_ylim()[0], ax.get_ylim()[1] * 1e-9))  # float noise past the rank stays off
@@ -344,7 +232,7 @@ def spectra_figure(entries, layer):
 
 def by_weight_decay(rows):
   """{suffix: rows}: one subset per weight decay when the workdirs differ in it (App. E), else all rows."""
-  wds = sorted({r["weight_decay"] for r in rows}, key=sort_key)
+  wds = sorted({r["weight_decay"] for r in rows}, key=grids.sort_key)
   if len(wds) == 1:
     return {"": rows}
   return {f"_wd{wd:g}": [r for r in rows if r["weight_decay"] == wd] for wd in wds}
@@ -356,8 +244,8 @@ def tables(rows):
   subs = by_weight_decay(rows)
   out = [f"weight decay {sub[0]['weight_decay']:g}\n\n" * bool(suffix) + markdown.table(summary.summarise(sub))
          for suffix, sub in subs.items()]
-  if len(subs) > 1 and decomposed(rows):
-    out.append(grid_tables(rows))
+  if len(subs) > 1 and grids.decomposed(rows):
+    out.append(grids.grid_tables(rows))
   return "\n\n".join(out)
 
 
@@ -377,8 +265,8 @@ def figures(rows, workdirs):
   if any(r["group"] != "none" for r in rows):
     vary_wd = len(by_weight_decay(rows)) > 1
     keys = {"row_key": "weight_decay", "panel_key": "group"} if vary_wd else {}
-    yield "grid_test_acc", grid_figure(rows, "best_test", **keys)
-    yield "grid_gap", grid_figure(rows, "gap", **keys)
+    yield "grid_test_acc", grids.grid_figure(rows, "best_test", **keys)
+    yield "grid_gap", grids.grid_figure(rows, "gap", **keys)
   for w in workdirs:
     for layer, entries in factors.read(w, rows, rank_label).items():
       stem = f"{wd.basename(w)}_{layer.replace('/', '_')}"

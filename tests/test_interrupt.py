@@ -76,7 +76,7 @@ def interrupted_then_resumed(workdir, fault, reference):
     assert "Traceback" not in first.stderr
   again = cli(workdir)
   assert again.returncode == 0, again.stderr
-  took_over = f"taking over the lock of a run that no longer runs (pid "  # a killed run leaves its lock behind
+  took_over = "taking over the lock of a run that no longer runs (pid "  # a killed run leaves its lock behind
   assert (took_over in again.stderr) == (sig == "SIGKILL" and not fault.startswith("start-up")), again.stderr
   same_as_reference(workdir, reference)
   return first, again

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from dlgrok import factors, metrics, plot, run_config, summary
+from dlgrok import factors, grids, metrics, plot, run_config, summary
 from helpers import cell_texts, diverge, rewrite
 
 STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
@@ -102,7 +102,7 @@ def test_stable_rank_figures(runs):
 
 def test_grid_figure(runs):
   dirs, rows = runs
-  fig = plot.grid_figure(plot.load(dirs), "best_test")
+  fig = grids.grid_figure(plot.load(dirs), "best_test")
   ax = fig.axes[0]
   assert ax.get_title() == "50 % training data"
   texts = [float(t.get_text()) for t in ax.texts]
@@ -175,7 +175,7 @@ def test_weight_decay_sweep(tmp_path, capsys):
     r["weight_decay"] = 0.1
   loaded = plot.load(dirs)
   assert len(loaded) == len(rows)  # a different weight decay is a different model
-  fig = plot.grid_figure(loaded, "best_test", row_key="weight_decay", panel_key="group")
+  fig = grids.grid_figure(loaded, "best_test", row_key="weight_decay", panel_key="group")
   ax = fig.axes[0]
   assert ax.get_title() == "decomposed: FC1"
   assert [t.get_text() for t in ax.get_yticklabels()] == ["0.0", "0.1"]
@@ -191,7 +191,7 @@ def test_four_panel_grid_is_two_by_two(tmp_path):
   dirs = [str(tmp_path / g) for g in ("l3", "l1", "all", "l2")]
   for d in dirs:
     write_run(d, 0.5, group=os.path.basename(d))
-  fig = plot.grid_figure(plot.load(dirs), "best_test", row_key="weight_decay", panel_key="group")
+  fig = grids.grid_figure(plot.load(dirs), "best_test", row_key="weight_decay", panel_key="group")
   spans = [(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start) for ax in fig.axes]
   assert spans == [(0, 0), (0, 1), (1, 0), (1, 1)]
   assert [ax.get_title() for ax in fig.axes] == ["decomposed: all layers", "decomposed: layer 1",
@@ -248,7 +248,7 @@ def test_diverged_models_marked_in_grid_accuracy_and_table(tmp_path, capsys):
   diverge(by("all", "p100", seed=1), 100)  # one of two p100 models
   rewrite(d, rows)
   loaded = plot.load([d])
-  fig = plot.grid_figure(loaded, "best_test")
+  fig = grids.grid_figure(loaded, "best_test")
   ax = fig.axes[0]
   image = ax.get_images()[0].get_array()
   assert np.ma.getmaskarray(image)[0, 1] or np.isnan(image[0, 1])  # no colour against the baseline
@@ -294,7 +294,7 @@ def test_grid_tables_give_the_figure_numbers(tmp_path, capsys):
     best = [100 * max(r["test_acc"] for r in sel(wd, g, rank, s) if r["test_acc"] is not None) for s in seeds]
     return f"{np.mean(best):.2f} ± {np.ptp(best):.2f}"
 
-  lines = plot.grid_tables(plot.load(dirs)).splitlines()
+  lines = grids.grid_tables(plot.load(dirs)).splitlines()
   assert lines[0] == "Best test accuracy in %, decomposed: FC1: mean ± spread over 2 seeds"
   assert lines[2] == "| weight decay | baseline | 50 % | 100 % |"
   assert lines[4] == f"| 0 | {cell(0.0, 'none', 'full')} | {cell(0.0, 'fc1', 'p50')} | {cell(0.0, 'fc1', 'p100')} |"
@@ -311,7 +311,7 @@ def test_diverged_baseline_is_no_colour_reference(tmp_path):
   rows = write_run(d, 0.5)
   diverge([x for x in rows if x["group"] == "none"], 3)
   rewrite(d, rows)
-  ax = plot.grid_figure(plot.load([d]), "best_test").axes[0]
+  ax = grids.grid_figure(plot.load([d]), "best_test").axes[0]
   assert cell_texts(ax, 0) == ["div."]
   assert np.ma.getmaskarray(ax.get_images()[0].get_array()).all() or np.isnan(ax.get_images()[0].get_array()).all()
   assert len(ax.texts) == 3 and all(t.get_color() == "black" for t in ax.texts)
