@@ -1,7 +1,8 @@
 """Paper-style figures from metrics files: python -m dlgrok.plot WORKDIR... [--out DIR] [--pdf] [--table].
 
-Accuracy curves (Figures 3-15, 25-28), stable-rank heat maps (20-23) and their difference to the baseline (21),
-test accuracy / generalisation gap by layer group x rank (24, 29-32), and, where <workdir>/factors.npz exists,
+Accuracy curves (Figures 3-15, 25-28; --ranks picks ranks, as Figure 9), stable-rank heat maps (20-23) and their
+difference to the baseline (21), test accuracy / generalisation gap by layer group x rank (24, 29-32) and steps to
+a 1 % gap on the same grid (where some model reaches one), and, where <workdir>/factors.npz exists,
 U^T U, Vt Vt^T, log10|S| and spectra of the factorised layers after training (16-19). Diverged models are
 marked, not shown as results: gaps in curves, "(k diverged)" in legends, "div." or "*" in grids, counts in tables.
 --compare / --phase (lab_plots): remedies compared arm by arm; rank x training-fraction phase diagrams.
@@ -47,6 +48,18 @@ def read_rows(workdir):
     return metrics.read(workdir)
   except UnicodeDecodeError:
     raise inputs.InputError(f"{p} is not text (binary bytes); restore it from a copy") from None
+
+
+def only_ranks(rows, ranks):
+  """The baseline's rows and those of decomposed models at the rank labels in `ranks` ("p12.5,r16")."""
+  want = ranks.split(",")
+  have = {r["rank"]: r for r in rows if r["group"] != "none"}
+  unknown = [k for k in want if k not in have]
+  if unknown:
+    labels = sorted(have, key=lambda k: summary.rank_sort_key(have[k]))
+    raise inputs.InputError(f"--ranks {','.join(unknown)}: no such rank in these runs; they have "
+                            f"{', '.join(labels) or 'none'}")
+  return [r for r in rows if r["group"] == "none" or r["rank"] in want]
 
 
 def check_plottable(rows, workdirs):
@@ -267,6 +280,9 @@ def figures(rows, workdirs):
     keys = {"row_key": "weight_decay", "panel_key": "group"} if vary_wd else {}
     yield "grid_test_acc", grids.grid_figure(rows, "best_test", **keys)
     yield "grid_gap", grids.grid_figure(rows, "gap", **keys)
+    models = summary.by_model(grids.decomposed(rows)).values()
+    if any(summary.steps_to_grok(rs)["gap1_step"] is not None for rs in models):  # else every cell says "never"
+      yield "grid_gap1_steps", grids.grid_figure(rows, "gap1_step", **keys)
   for w in workdirs:
     for layer, entries in factors.read(w, rows, rank_label).items():
       stem = f"{wd.basename(w)}_{layer.replace('/', '_')}"
@@ -280,12 +296,14 @@ def main(argv=None):
   ap.add_argument("--out", help="output folder (default: <first workdir>/plots)")
   ap.add_argument("--pdf", action="store_true", help="also write PDF")
   ap.add_argument("--table", action="store_true", help="print a markdown table of steps-to-grok")
+  ap.add_argument("--ranks", help="only these ranks of the decomposed models, as the rows label them, comma-separated "
+                  "(e.g. p12.5: Figure 9's attention at rank 16 of 128); the baseline is kept")
   ap.add_argument("--compare", action="store_true", help="instead of the paper's figures: accuracy curves per "
                   "arm against the baseline (compare_accuracy.png) and a steps-to-grok table (stdout, compare.md)")
   ap.add_argument("--phase", action="store_true", help="instead of the paper's figures: rank x training-fraction "
                   "heat maps of steps to a 1 %% gap (phase_gap1.png) and final test accuracy (phase_test.png)")
   args = ap.parse_args(argv)
-  rows = load(args.workdirs)
+  rows = only_ranks(load(args.workdirs), args.ranks) if args.ranks else load(args.workdirs)
   check_plottable(rows, args.workdirs)
   out = args.out or wd.join(args.workdirs[0], "plots")
   inputs.check_output(out, "--out", directory=True)

@@ -147,6 +147,7 @@ def summarise(rows):
   out.sort(key=lambda r: (r["frac"], r["group"] != "none", r["group"], rank_sort_key(r)))
   return out
 
+
 def mean_curve(models, field):
   """(steps, mean, std) of `field` over models at the steps every model evaluated; diverged evaluations and NaN
   are left out (NaN where every model diverged)."""
@@ -172,7 +173,9 @@ def stable_rank_matrix(models, layers=None):
   keep = set(steps)
   vals = np.array([[[r["stable_rank"].get(l, np.nan) for r in rs if r["step"] in keep] for l in layers]
                    for rs in models], dtype=float)
-  return layers, np.array(steps), np.nanmean(vals, axis=0)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # a layer no model measured at a step: NaN
+    return layers, np.array(steps), np.nanmean(vals, axis=0)
 
 
 def align(steps_a, a, steps_b, b):
@@ -188,21 +191,28 @@ def distance(a, b):
 
 def final_measures(models):
   """Per model: best test accuracy over the evaluations that did not diverge, the final generalisation gap
-  (train - test; None when the last evaluation diverged) and whether the model diverged at any step."""
+  (train - test; None when the last evaluation diverged), the first step with a 1 % gap (steps_to_grok's; None
+  when never reached), the last evaluated step and whether the model diverged at any step."""
   out = []
   for rs in models:
     tests = [v for v in (value(r, "test_acc") for r in rs) if v is not None]
     train, test = value(rs[-1], "train_acc"), value(rs[-1], "test_acc")
     out.append({"best_test": max(tests) if tests else None, "diverged": diverged(rs),
-                "gap": None if train is None or test is None else train - test})
+                "gap": None if train is None or test is None else train - test,
+                "gap1_step": steps_to_grok(rs)["gap1_step"], "last_step": rs[-1]["step"]})
   return out
 
 
 def cell_stats(rows, value):
   """(mean and spread (best - worst) of final_measures() `value` over the models in `rows` that did not diverge,
-  NaN when none; how many diverged; how many models)."""
+  NaN when none; how many diverged; how many models; how many of them have a value). For "gap1_step" a model
+  that never reached a 1 % gap counts with its last step, so that the mean is a lower bound where not all did."""
   measures = final_measures(list(by_model(rows).values()))
-  vals = [m[value] for m in measures if not m["diverged"] and m[value] is not None]
+  kept = [m for m in measures if not m["diverged"]]
+  found = sum(m[value] is not None for m in kept)
+  if value == "gap1_step":
+    kept = [{**m, value: m["last_step"]} if m[value] is None else m for m in kept]
+  vals = [m[value] for m in kept if m[value] is not None]
   mean, spread = (float(np.mean(vals)), float(np.ptp(vals))) if vals else (math.nan, math.nan)
-  return mean, spread, sum(m["diverged"] for m in measures), len(measures)
+  return mean, spread, sum(m["diverged"] for m in measures), len(measures), found
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from dlgrok import factors, grids, metrics, plot, run_config, summary
+from dlgrok import factors, grids, inputs, metrics, plot, run_config, summary
 from helpers import cell_texts, diverge, rewrite
 
 STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
@@ -315,3 +315,32 @@ def test_diverged_baseline_is_no_colour_reference(tmp_path):
   assert cell_texts(ax, 0) == ["div."]
   assert np.ma.getmaskarray(ax.get_images()[0].get_array()).all() or np.isnan(ax.get_images()[0].get_array()).all()
   assert len(ax.texts) == 3 and all(t.get_color() == "black" for t in ax.texts)
+
+
+def test_steps_to_gap_grid_counts_models_that_never_get_there(tmp_path):
+  d = str(tmp_path / "run")
+  rows = write_run(d, 0.5)
+  for r in rows:
+    if r["rank"] == "p100" or (r["rank"], r["seed"]) == ("p50", 1):
+      r["test_acc"] *= 0.5  # never within 1 % of train
+  rewrite(d, rows)
+  first = lambda rank, seed: summary.steps_to_grok([r for r in rows if (r["rank"], r["seed"]) == (rank, seed)])
+  base = [first("full", s)["gap1_step"] for s in (0, 1)]
+  reached = first("p50", 0)["gap1_step"]
+  assert None not in base and reached is not None and reached < STEPS[-1] and first("p50", 1)["gap1_step"] is None
+  ax = grids.grid_figure(plot.load([d]), "gap1_step").axes[0]
+  assert cell_texts(ax, 0) == [f"{np.mean(base):.0f}"]
+  assert cell_texts(ax, 1) == [f"≥{(reached + STEPS[-1]) / 2:.0f}\n1/2"]  # the other seed counts as the run's end
+  assert cell_texts(ax, 2) == ["never"]
+  better = ax.get_images()[0].get_array()
+  np.testing.assert_allclose(better[0, 1], np.log10(np.mean(base) / ((reached + STEPS[-1]) / 2)), rtol=1e-6)
+
+
+def test_ranks_option_keeps_the_baseline_and_the_named_ranks(tmp_path):
+  d = str(tmp_path / "run")
+  write_run(d, 0.5)
+  rows = plot.only_ranks(plot.load([d]), "p50")
+  assert {(r["group"], r["rank"]) for r in rows} == {("none", "full"), ("all", "p50")}
+  with pytest.raises(inputs.InputError) as e:
+    plot.main([d, "--ranks", "p50,p16", "--out", str(tmp_path / "plots")])
+  assert str(e.value) == "--ranks p16: no such rank in these runs; they have p50, p100"

@@ -94,7 +94,8 @@ def test_diverged_evaluations_never_count():
   r = rows_of(STEPS, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.1, 1.0, 1.0, 1.0, 0.099])
   r[-1]["diverged"] = True  # an older row: flagged, chance accuracy kept
   assert summary.steps_to_grok(r)["gap1_step"] == 100 and summary.diverged(r)
-  assert summary.final_measures([r]) == [{"best_test": 1.0, "gap": None, "diverged": True}]
+  assert summary.final_measures([r]) == [{"best_test": 1.0, "gap": None, "diverged": True, "gap1_step": 100,
+                                          "last_step": 100000}]
   assert summary.accuracies([r]) == {"final_train": None, "final_test": None, "best_test": None}
   steps, mean, std = summary.mean_curve([r, rows_of(STEPS, [1.0] * 6, [0.5] * 6, model=1)], "test_acc")
   np.testing.assert_allclose(mean, [0.25, 0.3, 0.75, 0.75, 0.75, 0.5])  # the diverged step: the other model only
