@@ -128,3 +128,13 @@ def test_experiments_dir_falls_back_to_the_shipped_files(tmp_path, monkeypatch):
   assert configs.load("experiments/mod97.py", "tok").task == "mine"
   with pytest.raises(configs.ConfigError, match="'experiments/nosuch.py' not found"):
     configs.load("experiments/nosuch.py")
+
+
+def test_a_task_family_must_give_its_data_and_model():
+  class Half(tasks.common.Task):
+    def load(self, c):
+      return None
+
+  with pytest.raises(TypeError, match="abstract.*model"):
+    Half()
+  assert sorted(tasks.common.Task.__abstractmethods__) == ["load", "model"]

@@ -1,6 +1,8 @@
 """What every task family shares: the Task base class, the data record, losses, optimisers, batch drawing."""
+import abc
 import dataclasses
 import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -21,10 +23,10 @@ class Data:
   vocab: int = 0  # distinct tokens of a text (Tiny Shakespeare's model needs it)
 
 
-class Task:
-  """A task family: a subclass per family overrides what differs from these defaults (models split the examples
-  at random, train on batches of them by index, and are scored by argmax accuracy). The numbers (paper settings)
-  come from the config."""
+class Task(abc.ABC):
+  """A task family: a subclass per family gives its data and model and overrides what differs from these
+  defaults (models split the examples at random, train on batches of them by index, and are scored by argmax
+  accuracy). The numbers (paper settings) come from the config."""
   name: str
   groups: dict  # group word -> path regexes of the leaves it factorises
   model_words: tuple = ()  # words that change the model itself rather than factorise it
@@ -34,13 +36,13 @@ class Task:
   def check(self, c):
     """Raises ConfigError for a bad config value, before any data is read."""
 
+  @abc.abstractmethod
   def load(self, c):
     """The data set (Data); ConfigError for missing or unfit data."""
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def model(self, c, model_words, data):
     """The flax module for the model words `model_words`."""
-    raise NotImplementedError
 
   def loss(self, c, name=None):
     """(logits, labels) -> per-example loss: `name`, or the config's `loss`."""
