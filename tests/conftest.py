@@ -4,6 +4,7 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import collections  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
@@ -13,6 +14,12 @@ import pytest  # noqa: E402
 CACHE = tempfile.mkdtemp(prefix="dlgrok-jax-cache-")
 jax.config.update("jax_compilation_cache_dir", CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def pytest_unconfigure(config):
+  shutil.rmtree(CACHE, ignore_errors=True)  # each test process's own cache: nothing is left in the temp folder
+
+
 # The CLI runs a test starts share that cache: a resumed run loads what the run before it compiled.
 CLI_ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_COMPILATION_CACHE_DIR=CACHE,
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
