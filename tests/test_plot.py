@@ -1,5 +1,7 @@
 """Figures from tiny synthetic runs: the plotted data must equal the metrics."""
 import os
+import subprocess
+import sys
 
 import matplotlib
 import ml_collections
@@ -20,13 +22,13 @@ def curve(mid, seed):
   return [float(1 / (1 + np.exp(-8 * (np.log10(s + 1) - np.log10(mid))))) * (0.995 + 0.005 * seed) for s in STEPS]
 
 
-def write_run(d, frac, seeds=(0, 1), group="all", wd=0.0):
+def write_run(d, frac, seeds=(0, 1), group="all", wd=0.0, ranks=RANKS):
   """config.json + metrics.jsonl as train writes them: a baseline cohort and a `group` cohort of two ranks."""
   os.makedirs(d, exist_ok=True)
   cfg = {"task": "mod97", "p": 97, "op": "x/y", "frac": frac, "steps": STEPS[-1], "group": group,
-         "ranks": list(RANKS), "seeds": len(seeds), "matmul_precision": "highest", "weight_decay": wd}
+         "ranks": list(ranks), "seeds": len(seeds), "matmul_precision": "highest", "weight_decay": wd}
   run_config.write(ml_collections.ConfigDict(cfg), d)
-  cohorts = [("none", "full", None)] + [(group, r, p) for r, p in RANKS.items()]
+  cohorts = [("none", "full", None)] + [(group, r, p) for r, p in ranks.items()]
   rows, model = [], 0
   for g, rank, pct in cohorts:
     for seed in seeds:
@@ -344,3 +346,28 @@ def test_ranks_option_keeps_the_baseline_and_the_named_ranks(tmp_path):
   with pytest.raises(inputs.InputError) as e:
     plot.main([d, "--ranks", "p50,p16", "--out", str(tmp_path / "plots")])
   assert str(e.value) == "--ranks p16: no such rank in these runs; they have p50, p100"
+
+
+def test_grid_results_script_copies_runs_and_draws_the_grid(tmp_path):
+  root, out = tmp_path / "runs", tmp_path / "res"
+  write_run(str(root / "grid80" / "none_f80"), 0.8)
+  attn = write_run(str(root / "grid80" / "attn_f80"), 0.8, group="attn", ranks={"p12.5": 12.5, "p100": 100.0})
+  attn = [r for r in attn if r["step"] <= 1000]  # an unfinished run
+  rewrite(str(root / "grid80" / "attn_f80"), attn)
+  env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+  script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "launch", "grid80_results.sh")
+  run = subprocess.run(["bash", script, str(root), str(out)], env=env, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  wall, last = max(r["wall"] for r in attn), max(r["step"] for r in attn)
+  assert run.stdout.splitlines()[2:] == [
+      f"| none_f80 | 6 | {STEPS[-1]} / {STEPS[-1]} | {0.1 * (len(STEPS) - 1) / 3600:.2f} | "
+      f"{6 * STEPS[-1] / (0.1 * (len(STEPS) - 1)):.1f} |",
+      f"| attn_f80 | 6 | {last} / {STEPS[-1]} | {wall / 3600:.2f} | {6 * last / wall:.1f} |"]
+  assert metrics.read(str(out / "attn_f80")) == metrics.read(str(root / "grid80" / "attn_f80"))
+  tables = (out / "tables.md").read_text()
+  assert "| 80 % | attn | p12.5 | 2 |" in tables and ".png" not in tables
+  plots = sorted(os.listdir(out / "plots"))
+  assert "figure9_attn_rank16.png" in plots and "accuracy_attn.png" in plots and "grid_gap1_steps.png" in plots
+  empty = subprocess.run(["bash", script, str(tmp_path / "nothing"), str(out)], env=env, capture_output=True,
+                         text=True, timeout=60)
+  assert empty.returncode == 2 and "no runs under" in empty.stderr
