@@ -3,6 +3,7 @@
 # each layer group at its five ranks, one run after another. Rerun it to continue: each run resumes from its
 # newest checkpoint, and a finished one returns at once. Flags after ROOT go to every run (e.g. --dry_run).
 #   bash launch/grid80_cpu.sh [ROOT [FLAGS...]]      # workdirs ROOT/grid80/<group>_f80 (default ROOT: runs)
+# Then `bash launch/grid80_results.sh [ROOT]` copies them into results/mod97_f80 and draws the figures and tables.
 set -euo pipefail
 root=${1:-runs}
 shift || true
