@@ -348,26 +348,27 @@ def test_ranks_option_keeps_the_baseline_and_the_named_ranks(tmp_path):
   assert str(e.value) == "--ranks p16: no such rank in these runs; they have p50, p100"
 
 
-def test_grid_results_script_copies_runs_and_draws_the_grid(tmp_path):
+def test_grid_results_script_copies_finished_runs_and_draws_the_grid(tmp_path):
   root, out = tmp_path / "runs", tmp_path / "res"
   write_run(str(root / "grid80" / "none_f80"), 0.8)
-  attn = write_run(str(root / "grid80" / "attn_f80"), 0.8, group="attn", ranks={"p12.5": 12.5, "p100": 100.0})
-  attn = [r for r in attn if r["step"] <= 1000]  # an unfinished run
-  rewrite(str(root / "grid80" / "attn_f80"), attn)
+  write_run(str(root / "grid80" / "attn_f80"), 0.8, group="attn", ranks={"p12.5": 12.5, "p100": 100.0})
+  ffn = [r for r in write_run(str(root / "grid80" / "ffn_f80"), 0.8, group="ffn") if r["step"] <= 1000]
+  rewrite(str(root / "grid80" / "ffn_f80"), ffn)  # still training
   env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
   script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "launch", "grid80_results.sh")
   run = subprocess.run(["bash", script, str(root), str(out)], env=env, capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
-  wall, last = max(r["wall"] for r in attn), max(r["step"] for r in attn)
+  wall, last, full = max(r["wall"] for r in ffn), max(r["step"] for r in ffn), 0.1 * (len(STEPS) - 1)
+  done = f"| 6 | {STEPS[-1]} / {STEPS[-1]} | {full / 3600:.2f} | {6 * STEPS[-1] / full:.1f} |"
   assert run.stdout.splitlines()[2:] == [
-      f"| none_f80 | 6 | {STEPS[-1]} / {STEPS[-1]} | {0.1 * (len(STEPS) - 1) / 3600:.2f} | "
-      f"{6 * STEPS[-1] / (0.1 * (len(STEPS) - 1)):.1f} |",
-      f"| attn_f80 | 6 | {last} / {STEPS[-1]} | {wall / 3600:.2f} | {6 * last / wall:.1f} |"]
+      f"| none_f80 {done}", f"| attn_f80 {done}",
+      f"| ffn_f80 | 6 | {last} / {STEPS[-1]} (training: not copied) | {wall / 3600:.2f} | {6 * last / wall:.1f} |"]
+  assert sorted(os.listdir(out)) == ["attn_f80", "none_f80", "plots", "runs.md", "tables.md"]
   assert metrics.read(str(out / "attn_f80")) == metrics.read(str(root / "grid80" / "attn_f80"))
   tables = (out / "tables.md").read_text()
-  assert "| 80 % | attn | p12.5 | 2 |" in tables and ".png" not in tables
+  assert "| 80 % | attn | p12.5 | 2 |" in tables and "ffn" not in tables and ".png" not in tables
   plots = sorted(os.listdir(out / "plots"))
   assert "figure9_attn_rank16.png" in plots and "accuracy_attn.png" in plots and "grid_gap1_steps.png" in plots
   empty = subprocess.run(["bash", script, str(tmp_path / "nothing"), str(out)], env=env, capture_output=True,
                          text=True, timeout=60)
-  assert empty.returncode == 2 and "no runs under" in empty.stderr
+  assert empty.returncode == 2 and "error: no runs under" in empty.stderr
