@@ -41,3 +41,25 @@ def table(summary):
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
+
+
+def group_tables(summary, order=None):
+  """One markdown table per layer group (in the order of the key `order`) and training fraction (the paper's
+  panels): the baseline, then the ranks low to high, with trained / inference parameters, steps-to-grok (table's
+  form) and the final test accuracy."""
+  head = ["rank", "trained / inference params", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
+          "speed-up (gap ≤ 1 %)", "final test acc"]
+  out = []
+  for frac in sorted({r["frac"] for r in summary}):
+    base = [r for r in summary if r["frac"] == frac and r["group"] == "none"]
+    for group in sorted({r["group"] for r in summary if r["frac"] == frac and r["group"] != "none"}, key=order):
+      lines = [f"{group}, {frac * 100:g} % training data", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+      for r in base + [r for r in summary if r["frac"] == frac and r["group"] == group]:
+        trained, inference = r["params"]
+        cells = ["baseline" if r["group"] == "none" else r["rank"],
+                 f"{trained:,} / {inference:,}" if trained else "–"]
+        cells += [measure_text(r[m], r["n"]) for m in MEASURES]
+        cells += [f"{r['speedup']:.2f}×" if r["speedup"] else "–", percent(r["final_test"])]
+        lines.append("| " + " | ".join(cells) + " |")
+      out.append("\n".join(lines))
+  return "\n\n".join(out)

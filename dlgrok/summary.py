@@ -138,7 +138,9 @@ def summarise(rows):
   61.67x)."""
   out = []
   for (group, rank, frac), models in cells(rows).items():
-    row = {"group": group, "rank": rank, "frac": frac, "pct": models[0][0].get("pct")}
+    first = models[0][0]
+    row = {"group": group, "rank": rank, "frac": frac, "pct": first.get("pct"),
+           "params": (first.get("trained_params"), first.get("inference_params"))}
     row.update(summary_of(models))
     out.append(row)
   base = {r["frac"]: r for r in out if r["group"] == "none"}

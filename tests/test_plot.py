@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from dlgrok import factors, grids, inputs, metrics, plot, run_config, summary
+from dlgrok import factors, figstyle, grids, inputs, markdown, metrics, plot, run_config, summary
 from helpers import cell_texts, diverge, rewrite
 
 STEPS = [0] + sorted({int(round(x)) for x in np.logspace(0, 4, 40)})
@@ -367,8 +367,28 @@ def test_grid_results_script_copies_finished_runs_and_draws_the_grid(tmp_path):
   assert metrics.read(str(out / "attn_f80")) == metrics.read(str(root / "grid80" / "attn_f80"))
   tables = (out / "tables.md").read_text()
   assert "| 80 % | attn | p12.5 | 2 |" in tables and "ffn" not in tables and ".png" not in tables
+  assert "\n\nattn, 80 % training data\n\n| rank | trained / inference params |" in tables
   plots = sorted(os.listdir(out / "plots"))
   assert "figure9_attn_rank16.png" in plots and "accuracy_attn.png" in plots and "grid_gap1_steps.png" in plots
   empty = subprocess.run(["bash", script, str(tmp_path / "nothing"), str(out)], env=env, capture_output=True,
                          text=True, timeout=60)
   assert empty.returncode == 2 and "error: no runs under" in empty.stderr
+
+
+def test_group_tables_one_per_panel_in_the_papers_order(tmp_path):
+  dirs = [str(tmp_path / g) for g in ("tok", "attn")]
+  rows = write_run(dirs[0], 0.8, group="tok") + write_run(dirs[1], 0.8, group="attn")
+  for r in rows:
+    r.update(trained_params=1000 + int(10 * (r["pct"] or 0)), inference_params=900 + int(r["pct"] or 0))
+  rewrite(dirs[0], rows[:len(rows) // 2])
+  rewrite(dirs[1], rows[len(rows) // 2:])
+  found = summary.summarise(plot.load(dirs))
+  text = markdown.group_tables(found, order=figstyle.group_key)
+  tables = [t.splitlines() for t in text.split("\n\n") if t.startswith("|")]
+  assert [t for t in text.split("\n\n") if not t.startswith("|")] == ["tok, 80 % training data",
+                                                                     "attn, 80 % training data"]
+  assert [[line.split(" | ")[:2] for line in t[2:]] for t in tables] == [
+      [["| baseline", "1,000 / 900"], ["| p50", "1,500 / 950"], ["| p100", "2,000 / 1,000"]]] * 2
+  cell = next(r for r in found if (r["group"], r["rank"]) == ("attn", "p50"))
+  assert tables[1][3].split(" | ")[2:] == [markdown.measure_text(cell[m], 2) for m in summary.MEASURES] + [
+      "–" if cell["speedup"] is None else f"{cell['speedup']:.2f}×", f"{100 * cell['final_test']:.2f} % |"]
