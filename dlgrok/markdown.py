@@ -42,7 +42,6 @@ def table(summary):
   return "\n".join(lines)
 
 
-
 def group_tables(summary, order=None):
   """One markdown table per layer group (in the order of the key `order`) and training fraction (the paper's
   panels): the baseline, then the ranks low to high, with trained / inference parameters, steps-to-grok (table's
