@@ -97,7 +97,7 @@ def compare_table(rows):
       cells += ["diverged"] * 5
     else:
       cells += [markdown.measure_text(r[m], r["n"]) for m in ("memorise_step", "test95_step", "gap1_step")]
-      cells += [f"{r['speedup']:.2f}×" if r["speedup"] else "–", markdown.percent(r["final_test"])]
+      cells += [markdown.speedup_text(r), markdown.percent(r["final_test"])]
     lines.append("| " + " | ".join(cells + [markdown.diverged_text(r)]) + " |")
   return "\n".join(lines)
 

@@ -19,6 +19,11 @@ def percent(x):
   return "–" if x is None else f"{100 * x:.2f} %"
 
 
+def speedup_text(row):
+  """A summary row's speed-up (baseline / row, gap <= 1 %) as '12.34×', or '–' where it has none."""
+  return f"{row['speedup']:.2f}×" if row["speedup"] else "–"
+
+
 def diverged_text(row):
   return f"{row['diverged']}/{row['n']} diverged" if row["diverged"] else "none"
 
@@ -35,7 +40,7 @@ def table(summary):
       cells += ["diverged"] * 7
     else:
       cells += [measure_text(r[m], r["n"]) for m in MEASURES]
-      cells.append(f"{r['speedup']:.2f}×" if r["speedup"] else "–")
+      cells.append(speedup_text(r))
       cells += [f"{percent(r['final_train'])} / {percent(r['final_test'])}", percent(r["best_test"])]
     cells.append(diverged_text(r))
     lines.append("| " + " | ".join(cells) + " |")
@@ -58,7 +63,7 @@ def group_tables(summary, order=None):
         cells = ["baseline" if r["group"] == "none" else r["rank"],
                  f"{trained:,} / {inference:,}" if trained else "–"]
         cells += [measure_text(r[m], r["n"]) for m in MEASURES]
-        cells += [f"{r['speedup']:.2f}×" if r["speedup"] else "–", percent(r["final_test"])]
+        cells += [speedup_text(r), percent(r["final_test"])]
         lines.append("| " + " | ".join(cells) + " |")
       out.append("\n".join(lines))
   return "\n\n".join(out)
