@@ -28,6 +28,14 @@ def diverged_text(row):
   return f"{row['diverged']}/{row['n']} diverged" if row["diverged"] else "none"
 
 
+def result_cells(row, accuracies):
+  """The steps-to-grok cells, the speed-up, the accuracy cells and the diverged count of a summary row; every cell
+  but the count says 'diverged' where all its models did."""
+  if row["diverged"] == row["n"]:
+    return ["diverged"] * (len(MEASURES) + 1 + len(accuracies)) + [diverged_text(row)]
+  return [measure_text(row[m], row["n"]) for m in MEASURES] + [speedup_text(row)] + accuracies + [diverged_text(row)]
+
+
 def table(summary):
   """Markdown table of steps-to-grok, mean +- std (ddof 0) over the seeds that reached it (reached / seeds), the
   seed-mean final and best accuracies and how many models diverged (a cell where all did says 'diverged')."""
@@ -36,13 +44,7 @@ def table(summary):
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in summary:
     cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["n"])]
-    if r["diverged"] == r["n"]:
-      cells += ["diverged"] * 7
-    else:
-      cells += [measure_text(r[m], r["n"]) for m in MEASURES]
-      cells.append(speedup_text(r))
-      cells += [f"{percent(r['final_train'])} / {percent(r['final_test'])}", percent(r["best_test"])]
-    cells.append(diverged_text(r))
+    cells += result_cells(r, [f"{percent(r['final_train'])} / {percent(r['final_test'])}", percent(r["best_test"])])
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -50,9 +52,9 @@ def table(summary):
 def group_tables(summary, order=None):
   """One markdown table per layer group (in the order of the key `order`) and training fraction (the paper's
   panels): the baseline, then the ranks low to high, with trained / inference parameters, steps-to-grok (table's
-  form) and the final test accuracy."""
+  form), the final test accuracy and how many models diverged (table's form)."""
   head = ["rank", "trained / inference params", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
-          "speed-up (gap ≤ 1 %)", "final test acc"]
+          "speed-up (gap ≤ 1 %)", "final test acc", "diverged"]
   out = []
   for frac in sorted({r["frac"] for r in summary}):
     base = [r for r in summary if r["frac"] == frac and r["group"] == "none"]
@@ -62,8 +64,7 @@ def group_tables(summary, order=None):
         trained, inference = r["params"]
         cells = ["baseline" if r["group"] == "none" else r["rank"],
                  f"{trained:,} / {inference:,}" if trained else "–"]
-        cells += [measure_text(r[m], r["n"]) for m in MEASURES]
-        cells += [speedup_text(r), percent(r["final_test"])]
+        cells += result_cells(r, [percent(r["final_test"])])
         lines.append("| " + " | ".join(cells) + " |")
       out.append("\n".join(lines))
   return "\n\n".join(out)

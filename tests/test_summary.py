@@ -120,3 +120,11 @@ def test_summarise_and_table_with_diverged_models():
                       "| 1.00× | 100.00 % / 100.00 % | 100.00 % | 1/3 diverged |")
   assert lines[3] == "| 50 % | all | p50 | 2 |" + " diverged |" * 7 + " 2/2 diverged |"
   assert lines[4].endswith("| 10.00× | 100.00 % / 100.00 % | 100.00 % | 1/2 diverged |")
+  for r in (base, p50, p100):
+    r["params"] = (0, 0)
+  lines = markdown.group_tables([base, p50, p100]).splitlines()
+  assert lines[0] == "all, 50 % training data" and lines[2].endswith("| final test acc | diverged |")
+  assert lines[4] == ("| baseline | – | 10 ± 0 (2/3) | 1000 ± 0 (2/3) | 1000 ± 0 (2/3) | 1000 ± 0 (2/3) | 1.00× "
+                      "| 100.00 % | 1/3 diverged |")
+  assert lines[5] == "| p50 | – |" + " diverged |" * 6 + " 2/2 diverged |"
+  assert lines[6].endswith("| 10.00× | 100.00 % | 1/2 diverged |")
