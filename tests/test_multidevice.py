@@ -25,7 +25,7 @@ def run(tmp_path, name, devices):
   # machine can exceed (seen once with the suite beside two training runs): give them 10 minutes.
   flags = ("--xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=600 "
            "--xla_cpu_collective_call_warn_stuck_timeout_seconds=120")
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}")
   code = SCRIPT.format(tests=os.path.join(ROOT, "tests"), devices=devices, wd=str(tmp_path / name))
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr
