@@ -92,13 +92,9 @@ def compare_table(rows):
           "final test acc", "diverged"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for label, r in compare_rows(rows):
-    cells = [label, str(r["n"])]
-    if r["diverged"] == r["n"]:
-      cells += ["diverged"] * 5
-    else:
-      cells += [markdown.measure_text(r[m], r["n"]) for m in ("memorise_step", "test95_step", "gap1_step")]
-      cells += [markdown.speedup_text(r), markdown.percent(r["final_test"])]
-    lines.append("| " + " | ".join(cells + [markdown.diverged_text(r)]) + " |")
+    cells = [label, str(r["n"])] + markdown.result_cells(r, [markdown.percent(r["final_test"])],
+                                                         ("memorise_step", "test95_step", "gap1_step"))
+    lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 

@@ -28,12 +28,12 @@ def diverged_text(row):
   return f"{row['diverged']}/{row['n']} diverged" if row["diverged"] else "none"
 
 
-def result_cells(row, accuracies):
-  """The steps-to-grok cells, the speed-up, the accuracy cells and the diverged count of a summary row; every cell
-  but the count says 'diverged' where all its models did."""
+def result_cells(row, accuracies, measures=MEASURES):
+  """The steps-to-grok cells of `measures`, the speed-up, the accuracy cells and the diverged count of a summary
+  row; every cell but the count says 'diverged' where all its models did."""
   if row["diverged"] == row["n"]:
-    return ["diverged"] * (len(MEASURES) + 1 + len(accuracies)) + [diverged_text(row)]
-  return [measure_text(row[m], row["n"]) for m in MEASURES] + [speedup_text(row)] + accuracies + [diverged_text(row)]
+    return ["diverged"] * (len(measures) + 1 + len(accuracies)) + [diverged_text(row)]
+  return [measure_text(row[m], row["n"]) for m in measures] + [speedup_text(row)] + accuracies + [diverged_text(row)]
 
 
 def table(summary):
