@@ -203,9 +203,15 @@ def _locked(config, workdir, allow_config_change, primary, stop, hooks):
       if stop():
         raise Interrupted(stop(), step)
       step = step or 0
-      targets = sorted(set(plan.eval_steps) | {s for s in written if s >= step})
+      # a finished run (its checkpoint at the last step, every model's row there) writes nothing: evaluating the
+      # last step again would rewrite its rows, their wall counted on from the row before
+      finished = step == plan.steps and shared(
+          sorted(metrics.models_at(workdir, step)) if primary else []) == list(range(plan.n_models))
+      if finished:
+        print(f"finished: every model has its row at step {step}; nothing to train or write", flush=True)
+      targets = [] if finished else sorted(set(plan.eval_steps) | {s for s in written if s >= step})
       wall0 = 0.0
-      if primary:  # rows from `step` on are written again: a restored checkpoint regenerates them
+      if primary and not finished:  # rows from `step` on are written again: a restored checkpoint regenerates them
         wall0 = metrics.truncate_from(workdir, step)
         writer, curves = metrics.Writer(workdir, fault=hooks.fault), events.Writer(workdir, step)
       progress = progress_lib.Progress(plan.steps, plan.n_models, c.progress_seconds, targets, hooks.continued)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's mod-97 grid at 80 % data (Figures 3-8 c) on one machine, 3 seeds, 1e4 steps: the baseline, then
 # each layer group at its five ranks, one run after another. Rerun it to continue: each run resumes from its
-# newest checkpoint, and a finished one returns at once. Flags after ROOT go to every run (e.g. --dry_run).
+# newest checkpoint, and a finished one returns at once, writing nothing. Flags after ROOT go to every run
+# (e.g. --dry_run).
 #   bash launch/grid80_cpu.sh [ROOT [FLAGS...]]      # workdirs ROOT/grid80/<group>_f80 (default ROOT: runs)
 # Then `bash launch/grid80_results.sh [ROOT]` copies them into results/mod97_f80 and draws the figures and tables.
 set -euo pipefail

@@ -159,6 +159,31 @@ def test_changed_config_is_refused(tmp_path):
               str(tmp_path))
 
 
+def test_a_finished_run_writes_nothing_when_run_again(tmp_path, capsys):
+  """Run again, a finished run changes no byte (it rewrote its last rows, their wall counted from the row before);
+  with a last row missing it evaluates the last step again."""
+  wd = str(tmp_path)
+  cfg = tiny_config(group="tok", ranks="r4", baseline=False)
+  train.run(cfg, wd)
+
+  def files():
+    return {os.path.relpath(os.path.join(d, f), wd): open(os.path.join(d, f), "rb").read()
+            for d, _, fs in os.walk(wd) for f in fs if "checkpoints" not in d}
+
+  before = files()
+  assert [r["step"] for r in metrics.read(wd)][-2:] == [60, 60]
+  train.run(cfg, wd)
+  assert "finished: every model has its row at step 60" in capsys.readouterr().out
+  assert files() == before
+  lines = before["metrics.jsonl"].decode().splitlines(keepends=True)
+  with open(metrics.path(wd), "w") as f:
+    f.write("".join(lines[:-1]))  # model 1's last row lost
+  train.run(cfg, wd)
+  assert "finished" not in capsys.readouterr().out
+  assert stripped_lines(wd) == [json.dumps({k: v for k, v in json.loads(line).items()
+                                            if k not in metrics.WALL_FIELDS}, sort_keys=True) for line in lines]
+
+
 def test_a_steps_change_keeps_every_row(tmp_path):
   """Rows already written stay: a smaller `steps` than reached is refused, and a resumed run evaluates again the
   steps after its checkpoint that have rows, whatever the new schedule (the issue's run lost them)."""
