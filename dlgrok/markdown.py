@@ -1,4 +1,5 @@
 """Markdown tables of steps-to-grok summaries (summary.summarise) and the number formats figures share."""
+from dlgrok import summary as summary_lib
 from dlgrok.summary import MEASURES
 
 
@@ -68,3 +69,26 @@ def group_tables(summary, order=None):
         lines.append("| " + " | ".join(cells) + " |")
       out.append("\n".join(lines))
   return "\n\n".join(out)
+
+
+def seed_table(rows, order=None):
+  """One line per model (group in the order of the key `order`, fraction, rank low to high, seed): its first
+  evaluated step at each steps-to-grok measure ('never'), its final train / test accuracy and its largest
+  train - test gap; a model whose evaluations diverged says so."""
+  head = ["frac", "group", "rank", "seed", "train ≥ 99 %", "test ≥ 95 %", "test ≥ 99 %", "gap ≤ 1 %",
+          "final train / test acc", "largest gap"]
+  models = sorted(summary_lib.by_model(rows).values(), key=lambda rs: (
+      rs[0]["frac"], (order or str)(rs[0]["group"]), summary_lib.rank_sort_key(rs[0]), rs[0]["seed"]))
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for rs in models:
+    r, last = rs[0], rs[-1]
+    cells = [f"{r['frac'] * 100:g} %", r["group"], r["rank"], str(r["seed"])]
+    if summary_lib.diverged(rs):
+      cells += ["diverged"] * (len(MEASURES) + 2)
+    else:
+      steps = summary_lib.steps_to_grok(rs)
+      gap = max(summary_lib.value(x, "train_acc") - summary_lib.value(x, "test_acc") for x in rs)
+      cells += ["never" if steps[m] is None else str(steps[m]) for m in MEASURES]
+      cells += [f"{percent(last['train_acc'])} / {percent(last['test_acc'])}", f"{gap:.3f}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The 80 % grid's results folder from its workdirs (launch/grid80_cpu.sh): each finished run's config.json and
 # gzipped metrics, runs.md (steps reached, wall time with any pauses, model-steps/s; a run still training is listed
-# there, not copied), the figures, the tables (all cells, then one per layer group) and Figure 9.
+# there, not copied), the figures, the tables (all cells, one per layer group, one line per model) and Figure 9.
 #   bash launch/grid80_results.sh [ROOT] [OUT]   # ROOT as for grid80_cpu.sh (default runs); OUT results/mod97_f80
 set -euo pipefail
 root=${1:-runs}
@@ -38,7 +38,10 @@ if [ ${#dirs[@]} -gt 0 ]; then
   python - "${dirs[@]}" >> "$out/tables.md" <<'EOF'
 import sys
 from dlgrok import figstyle, markdown, plot, summary
-print("\n" + markdown.group_tables(summary.summarise(plot.load(sys.argv[1:])), order=figstyle.group_key))
+rows = plot.load(sys.argv[1:])
+print("\n" + markdown.group_tables(summary.summarise(rows), order=figstyle.group_key))
+print("\nEach model: its first evaluated step at each measure, its final accuracies and its largest train - test "
+      "gap\n\n" + markdown.seed_table(rows, order=figstyle.group_key))
 EOF
 fi
 if [ -d "$out/attn_f80" ] && [ -d "$out/none_f80" ]; then  # Figure 9: attention at rank 16 of 128 (12.5 %)

@@ -368,6 +368,11 @@ def test_grid_results_script_copies_finished_runs_and_draws_the_grid(tmp_path):
   tables = (out / "tables.md").read_text()
   assert "| 80 % | attn | p12.5 | 2 |" in tables and "ffn" not in tables and ".png" not in tables
   assert "\n\nattn, 80 % training data\n\n| rank | trained / inference params |" in tables
+  per_model = tables.split("\nEach model:")[1].splitlines()
+  models = summary.by_model(plot.load([str(out / "none_f80"), str(out / "attn_f80")]))
+  assert sum(line.startswith("| 80 % |") for line in per_model) == len(models) > 6
+  for start in ("| 80 % | none | full | 0 |", "| 80 % | attn | p12.5 | 0 |", "| 80 % | attn | p100 | 1 |"):
+    assert sum(line.startswith(start) for line in per_model) == 1, start
   plots = sorted(os.listdir(out / "plots"))
   assert "figure9_attn_rank16.png" in plots and "accuracy_attn.png" in plots and "grid_gap1_steps.png" in plots
   empty = subprocess.run(["bash", script, str(tmp_path / "nothing"), str(out)], env=env, capture_output=True,

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dlgrok import markdown, metrics, summary
+from dlgrok import figstyle, markdown, metrics, summary
 
 
 def rows_of(steps, train, test, model=0, **kw):
@@ -128,3 +128,17 @@ def test_summarise_and_table_with_diverged_models():
                       "| 100.00 % | 1/3 diverged |")
   assert lines[5] == "| p50 | – |" + " diverged |" * 6 + " 2/2 diverged |"
   assert lines[6].endswith("| 10.00× | 100.00 % | 1/2 diverged |")
+
+
+def test_seed_table_one_line_per_model():
+  rows = grokker(5, 0, 1000, "all", "p100", 100.0) + grokker(0, 1, 100000) + grokker(1, 0, None)
+  rows += diverge(grokker(3, 1, 10, "all", "p50", 50.0), 100) + grokker(2, 0, 100, "all", "p50", 50.0)
+  lines = markdown.seed_table(rows, order=figstyle.group_key).splitlines()
+  assert lines[0] == ("| frac | group | rank | seed | train ≥ 99 % | test ≥ 95 % | test ≥ 99 % | gap ≤ 1 % "
+                      "| final train / test acc | largest gap |")
+  assert lines[2:] == [
+      "| 50 % | none | full | 0 | 10 | never | never | never | 100.00 % / 10.00 % | 0.900 |",
+      "| 50 % | none | full | 1 | 10 | 100000 | 100000 | 100000 | 100.00 % / 100.00 % | 0.900 |",
+      "| 50 % | all | p50 | 0 | 10 | 100 | 100 | 100 | 100.00 % / 100.00 % | 0.900 |",
+      "| 50 % | all | p50 | 1 |" + " diverged |" * 6,
+      "| 50 % | all | p100 | 0 | 10 | 1000 | 1000 | 1000 | 100.00 % / 100.00 % | 0.900 |"]
