@@ -147,20 +147,21 @@ def truncate_from(workdir, step):
   return max((row.get("wall", 0.0) for _, row in kept), default=0.0)
 
 
-def models_at(workdir, step):
-  """The models that have a row at `step` in <workdir>/metrics.jsonl."""
+def _quiet_rows(workdir):
+  """The rows of <workdir>/metrics.jsonl (none if it does not exist); quiet about a truncated last line
+  (truncate_from warns when it drops it)."""
   if not wd.exists(path(workdir)):
-    return set()
+    return []
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    return {row["model"] for row in read(workdir) if row["step"] == step}
+    return read(workdir)
+
+
+def models_at(workdir, step):
+  """The models that have a row at `step` in <workdir>/metrics.jsonl."""
+  return {row["model"] for row in _quiet_rows(workdir) if row["step"] == step}
 
 
 def steps(workdir):
-  """The steps that have rows in <workdir>/metrics.jsonl (none if it does not exist); quiet about a truncated last
-  line (truncate_from warns when it drops it)."""
-  if not wd.exists(path(workdir)):
-    return set()
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    return {row["step"] for row in read(workdir)}
+  """The steps that have rows in <workdir>/metrics.jsonl (none if it does not exist)."""
+  return {row["step"] for row in _quiet_rows(workdir)}
