@@ -14,10 +14,6 @@ for g in none attn ffn all out tok pos; do
     echo "${g}_f80: skipped, its results are in $GRID_SKIP"
     continue
   fi
-  if [ "$g" = none ]; then
-    python -m dlgrok.main --config=experiments/mod97.py:none,f80,seeds=3 --workdir="$root/grid80/none_f80" "$@"
-  else
-    python -m dlgrok.main --config="experiments/mod97.py:$g,f80,seeds=3,baseline=false" \
-      --workdir="$root/grid80/${g}_f80" "$@"
-  fi
+  own=$([ "$g" = none ] || echo ",baseline=false")  # a layer group's run leaves the baseline to none's
+  python -m dlgrok.main --config="experiments/mod97.py:$g,f80,seeds=3$own" --workdir="$root/grid80/${g}_f80" "$@"
 done
