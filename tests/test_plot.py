@@ -380,23 +380,6 @@ def test_grid_results_script_copies_finished_runs_and_draws_the_grid(tmp_path):
   assert empty.returncode == 2 and "error: no runs under" in empty.stderr
 
 
-def test_grid_script_skips_the_runs_whose_results_are_kept(tmp_path):
-  kept = tmp_path / "kept"
-  for g in ("none", "attn", "ffn", "all", "out", "tok"):
-    (kept / f"{g}_f80").mkdir(parents=True)
-    (kept / f"{g}_f80" / "metrics.jsonl.gz").write_bytes(b"")
-  env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], GRID_SKIP=str(kept))
-  script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "launch", "grid80_cpu.sh")
-  run = subprocess.run(["bash", script, str(tmp_path / "runs"), "--dry_run"], env=env, capture_output=True,
-                       text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert run.returncode == 0, run.stderr[-2000:]
-  lines = run.stdout.splitlines()
-  skipped = ("none", "attn", "ffn", "all", "out", "tok")
-  assert lines[:6] == [f"{g}_f80: skipped, its results are in {kept}" for g in skipped]
-  assert len(lines) == 7 and lines[6].startswith("15 models in 1 cohort (pos: 15); 10,000 steps")
-  assert lines[6].endswith(f"workdir {tmp_path / 'runs'}/grid80/pos_f80 (dry run: nothing written)")
-
-
 def test_group_tables_one_per_panel_in_the_papers_order(tmp_path):
   dirs = [str(tmp_path / g) for g in ("tok", "attn")]
   rows = write_run(dirs[0], 0.8, group="tok") + write_run(dirs[1], 0.8, group="attn")

@@ -80,6 +80,22 @@ def test_launch_dry_runs_golden():
       "# submit with: sbatch <this script>"]
 
 
+def test_grid_script_skips_the_runs_whose_results_are_kept(tmp_path):
+  kept = tmp_path / "kept"
+  skipped = ("none", "attn", "ffn", "all", "out", "tok")
+  for g in skipped:
+    (kept / f"{g}_f80").mkdir(parents=True)
+    (kept / f"{g}_f80" / "metrics.jsonl.gz").write_bytes(b"")
+  env = dict(CLI_ENV, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], GRID_SKIP=str(kept))
+  run = subprocess.run(["bash", os.path.join(ROOT, "launch", "grid80_cpu.sh"), str(tmp_path / "runs"), "--dry_run"],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+  assert run.returncode == 0, run.stderr[-2000:]
+  lines = run.stdout.splitlines()
+  assert lines[:6] == [f"{g}_f80: skipped, its results are in {kept}" for g in skipped]
+  assert len(lines) == 7 and lines[6].startswith("15 models in 1 cohort (pos: 15); 10,000 steps")
+  assert lines[6].endswith(f"workdir {tmp_path / 'runs'}/grid80/pos_f80 (dry run: nothing written)")
+
+
 def batch_script(tmp_path, kind, tokens):
   """A batch script from the sweep (array task 0 trains the tiny config) or launch/slurm.sh; its path, workdir."""
   if kind == "sweep":
