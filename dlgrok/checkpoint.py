@@ -23,6 +23,9 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from dlgrok import disk, signals, workdir as wd
 
 SUMS = "sha256.json"
+# orbax fails a save still unfinished after this many wall-clock seconds (its default: 20 min); a process stopped
+# across a save (Ctrl-Z, SIGSTOP, a suspended machine) counts its pause too, and died on resume.
+SAVE_TIMEOUT_SECS = 24 * 3600
 
 
 class Mismatch(ValueError):
@@ -41,15 +44,7 @@ class Checkpointer:
   """Saves asynchronously when orbax's policy says so, keeps the latest `keep`, restores the newest readable."""
 
   def __init__(self, workdir, keep=3, read_only=False, save_steps=(), minutes=None, fault=signals.never):
-    decisions = [policies.SpecificStepsPolicy(frozenset(save_steps)), policies.PreemptionCheckpointingPolicy()]
-    if minutes is not None:
-      decisions.append(policies.ContinuousCheckpointingPolicy(minimum_interval_secs=int(60 * minutes)))
-    options = ocp.CheckpointManagerOptions(preservation_policy=pp.LatestN(keep),
-                                           cleanup_tmp_directories=not read_only,
-                                           enable_async_checkpointing=True, read_only=read_only,
-                                           create=not read_only,
-                                           save_decision_policy=policies.AnySavePolicy(decisions),
-                                           async_options=ocp.AsyncOptions(post_finalization_callback=self._seal))
+    options = manager_options(keep, read_only, save_steps, minutes, self._seal)
     self.workdir, self.read_only, self.saving, self.fault = workdir, read_only, None, fault
     self.manager = ocp.CheckpointManager(directory(workdir), item_handlers=ocp.StandardCheckpointHandler(),
                                          options=options)
@@ -132,6 +127,18 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()
+
+
+def manager_options(keep, read_only, save_steps, minutes, sealed):
+  """orbax's options for a Checkpointer; `sealed` runs when a save is complete."""
+  decisions = [policies.SpecificStepsPolicy(frozenset(save_steps)), policies.PreemptionCheckpointingPolicy()]
+  if minutes is not None:
+    decisions.append(policies.ContinuousCheckpointingPolicy(minimum_interval_secs=int(60 * minutes)))
+  return ocp.CheckpointManagerOptions(preservation_policy=pp.LatestN(keep), cleanup_tmp_directories=not read_only,
+                                      enable_async_checkpointing=True, read_only=read_only, create=not read_only,
+                                      save_decision_policy=policies.AnySavePolicy(decisions),
+                                      async_options=ocp.AsyncOptions(timeout_secs=SAVE_TIMEOUT_SECS,
+                                                                     post_finalization_callback=sealed))
 
 
 def pack(step, running, config=None):

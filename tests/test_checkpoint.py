@@ -255,3 +255,11 @@ def test_a_checkpoint_failing_its_checksums_is_moved_aside(tmp_path, capsys):
   assert step == 60 and flat.keys() == flat_again.keys()
   for k in flat:
     assert np.array_equal(np.asarray(flat[k]), np.asarray(flat_again[k])), k
+
+
+def test_a_save_outlasts_a_long_pause():
+  """orbax fails a save unfinished after its timeout, counting wall-clock time: a run stopped (Ctrl-Z, SIGSTOP) for
+  longer than orbax's default 20 min while a save was in flight died on resume. dlgrok allows a day."""
+  options = checkpoint.manager_options(3, False, (5,), None, lambda: None)
+  assert options.async_options.timeout_secs == checkpoint.SAVE_TIMEOUT_SECS == 24 * 3600
+  assert ocp.AsyncOptions().timeout_secs < checkpoint.SAVE_TIMEOUT_SECS
