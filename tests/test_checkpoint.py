@@ -257,7 +257,7 @@ def test_a_checkpoint_failing_its_checksums_is_moved_aside(tmp_path, capsys):
     assert np.array_equal(np.asarray(flat[k]), np.asarray(flat_again[k])), k
 
 
-def test_a_save_outlasts_a_long_pause():
+def test_orbax_gives_a_save_a_day_before_failing_it():
   """orbax fails a save unfinished after its timeout, counting wall-clock time: a run stopped (Ctrl-Z, SIGSTOP) for
   longer than orbax's default 20 min while a save was in flight died on resume. dlgrok allows a day."""
   options = checkpoint.manager_options(3, False, (5,), None, lambda: None)
