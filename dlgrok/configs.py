@@ -94,7 +94,7 @@ class Rank:
   @property
   def text(self):
     """'rank 32', 'rank 12.5 %', 'full': as figures write it."""
-    return {"r": f"rank {self.value:g}", "p": f"rank {self.value:g} %"}.get(self.kind, self.kind)
+    return self.kind if self.kind == "full" else f"rank {self.value:g}" + " %" * (self.kind == "p")
 
   @staticmethod
   def from_label(label):

@@ -52,10 +52,12 @@ def is_baseline(arm):
 
 
 def arm_label(arm, with_frac=False):
-  """'baseline', 'baseline, wd 1', 'all 100 % (usv)', 'StableMax + ⊥Grad', ... of a summary.Arm."""
+  """'baseline', 'baseline, wd 1', 'all 100 % (usv)', 'StableMax + ⊥Grad', "pre-LN (grokfast's model)", ... of a
+  summary.Arm (a dense model of another group is a model of its own: its name, no rank)."""
   wd = arm.weight_decay
-  parts = [] if arm.group == "none" else [f"{arm.group} {rank_text(arm.rank)}"
-                                          + (f" ({arm.variant})" if arm.variant else "")]
+  dense = arm.rank.kind == "full" and not arm.variant
+  parts = ([] if arm.group == "none" else [figstyle.group_name(arm.group)] if dense
+           else [f"{arm.group} {rank_text(arm.rank)}" + (f" ({arm.variant})" if arm.variant else "")])
   parts += [remedy_label(arm.remedy, json.loads(arm.params))] if arm.remedy != configs.NO_REMEDY else []
   parts = (parts or ["baseline"]) + ([f"wd {wd:g}"] if wd else [])
   return ", ".join(parts + ([f"{arm.frac * 100:g} % data"] if with_frac else []))

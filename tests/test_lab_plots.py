@@ -68,6 +68,26 @@ def test_compare_table_and_figure(tmp_path, capsys):
   assert train.get_linestyle() == ":" and panels[0].get_xscale() == "log"
 
 
+def test_compare_names_a_model_of_its_own_without_a_rank(tmp_path, capsys):
+  """grokfast's pre-LN model is a dense model of group 'preln' (rank 'full'): it and its recipe arms are named,
+  not ranked (this crashed formatting the missing rank)."""
+  d = str(tmp_path / "published")
+  l2 = {"remedy": "adam_l2+warm0", "remedy_params": {}, "wd": 0.005}
+  ema = {"remedy": "grokfast_ema+adam_l2+warm0", "remedy_params": {"alpha": 0.98, "lamb": 2.0}, "wd": 0.005}
+  pre = {"group": "preln", "variant": None}  # as dlgrok writes a dense model's row
+  arms = [(1000, {}), (None, pre), (1000, dict(**pre, **l2)), (100, dict(**pre, **ema))]
+  rows = []
+  for m, (gap1, kw) in enumerate(arms):
+    rows += step_model(m, 0, gap1, **kw)
+  write_rows(d, rows)
+  plot.main([d, "--out", str(tmp_path / "plots"), "--compare"])
+  table = [l for l in capsys.readouterr().out.splitlines() if l.startswith("|")]
+  assert [l.split(" | ")[0] + " | " + l.split(" | ")[5] for l in table[2:]] == [
+      "| baseline | 1.00×", "| pre-LN (grokfast's model), Adam + L2 + warm-up from 0, wd 0.005 | 1.00×",
+      "| pre-LN (grokfast's model), grokfast EMA (α 0.98, λ 2) + Adam + L2 + warm-up from 0, wd 0.005 | 10.00×",
+      "| pre-LN (grokfast's model) | –"]
+
+
 def test_phase_matrix_and_figures(tmp_path, capsys):
   d, out = str(tmp_path / "phase"), str(tmp_path / "plots")
   gap1 = {(0.3, 25.0): (1000, 10000), (0.5, 25.0): (None, None), (0.3, 50.0): (100, 1000), (0.5, 50.0): (100, None),
