@@ -14,12 +14,13 @@ remedies on the decomposed models too. Two words change the optimiser recipe of 
 Adam with weight decay `decays` added to the gradient, coupled L2, instead of AdamW) and warm0 (grokfast's
 warm-up, lr * k / 10 from 0 over 10 steps, instead of the paper's 0.1 * lr -> lr over 9). The model word preln is
 grokfast's pre-LN block without output bias. Grokfast as published (github ironjr/grokfast: Adam, weight decay
-0.005 for EMA and 0.01 for MA, its warm-up, 50 % data, pre-LN) beside the same arm on the paper's post-LN model
-and the pre-LN model without a remedy:
-  python -m dlgrok.main --config=experiments/remedies.py:preln,grokfast_ema+adam_l2+warm0,f50,seeds=3,steps=20000,remedy_groups=true,baseline=false,decays=0.005
-Its data differ from grokfast's only by a relabelling: x * y mod 97 with y != 0 there, x / y = x * y^-1 here (the
-same 9312 pairs, y's tokens permuted; token embeddings are drawn i.i.d., so the two tasks train alike). Per-model sweeps in one cohort: ema_alphas, ema_lambs, ma_windows, ma_lambs,
-decays, weight decays (wdX), fractions (several fX: each model its own split; then give steps=N).
+0.005 for EMA and 0.01 for MA, its warm-up, 50 % data, pre-LN, and its data: x * y mod 97 with y != 0, op=x*y and
+nonzero_y=true) beside the same arm on the paper's post-LN model and the pre-LN model without a remedy:
+  python -m dlgrok.main --config=experiments/remedies.py:preln,grokfast_ema+adam_l2+warm0,f50,op=x*y,nonzero_y=true,seeds=3,steps=20000,remedy_groups=true,baseline=false,decays=0.005
+x * y is not x / y relabelled (the token table serves x and y alike, and x * y is symmetric): the same recipe
+groks sooner on it (results/remedies_f80/README.md). Per-model sweeps in one cohort: ema_alphas, ema_lambs,
+ma_windows, ma_lambs, decays, weight decays (wdX), fractions (several fX: each model its own split; then give
+steps=N).
   python -m dlgrok.main --config=experiments/remedies.py:grokfast_ema,seeds=3 --config.ema_alphas=0.8,0.9,0.98
 """
 import os

@@ -7,7 +7,8 @@
 # 2. The same data and budget, grokfast-EMA and -MA at grokfast's recipe (Adam with coupled L2 0.005 / 0.01, its
 #    warm-up from 0) on the paper's model and on grokfast's pre-LN model; beside them the same recipe without the
 #    filter (grokfast's own baseline has neither filter nor L2, so its speed-up alone cannot say which one works).
-# 3. Grokfast's own setting: 50 % data, 2e4 steps, its recipe with and without the filter, both models.
+# 3. Grokfast's own setting: its data (x·y mod 97, y ≠ 0) at 50 %, 2e4 steps, its recipe with and without the
+#    filter, both models.
 # 4. StableMax and ⊥Grad at their authors' recipe (Prieto et al. 2025, the transformer runs of their
 #    run_main_experiments.sh): 40 % data, full batch, AdamW at constant lr 1e-3, beta2 0.99, eps 1e-25, weight
 #    decay 0, 5000 steps; on the paper's model (theirs has one layer).
@@ -21,7 +22,7 @@ python -m dlgrok.main --config="$r:preln,adam_l2+warm0,grokfast_ema+adam_l2+warm
   --workdir="$root/lab/ema_published_f80" "$@"
 python -m dlgrok.main --config="$r:preln,adam_l2+warm0,grokfast_ma+adam_l2+warm0,remedy_groups=true,baseline=false,decays=0.01,seeds=3" \
   --workdir="$root/lab/ma_published_f80" "$@"
-python -m dlgrok.main --config="$r:preln,adam_l2+warm0,grokfast_ema+adam_l2+warm0,f50,remedy_groups=true,baseline=false,decays=0.005,seeds=3,steps=20000" \
+python -m dlgrok.main --config="$r:preln,adam_l2+warm0,grokfast_ema+adam_l2+warm0,f50,op=x*y,nonzero_y=true,remedy_groups=true,baseline=false,decays=0.005,seeds=3,steps=20000" \
   --workdir="$root/lab/ema_published_f50" "$@"
 python -m dlgrok.main --config="$r:stablemax,orthograd,stablemax+orthograd,f40,seeds=3,steps=5000,batch_size=3724,lr=1e-3,b2=0.99,eps=1e-25,warmup_start=1" \
   --workdir="$root/lab/prieto_f40" "$@"

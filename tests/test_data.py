@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
+from conftest import experiment
 from dlgrok.data import algorithmic as A
+from dlgrok.tasks import modp
 
 
 @pytest.mark.parametrize("p,n", [(97, 9312), (59, 3422)])
@@ -23,6 +25,17 @@ def test_operations(op, expect):
   assert len(z) == 49
   row = np.where((x[:, 0] == 3) & (x[:, 2] == 5))[0][0]
   assert z[row] == expect
+
+
+def test_multiplication_without_zero_is_grokfasts_data():
+  # grokfast's main.py: x in 0..96, y in 1..96, label x * y % 97 (9312 pairs); dlgrok's x*y runs over all pairs
+  assert len(A.make("x*y", 97)[1]) == 97 * 97
+  x, z = A.make("x*y", 97, nonzero_y=True)
+  assert x.shape == (9312, 4) and x[:, 2].min() == 1 and x[:, 0].min() == 0
+  assert np.array_equal(z, x[:, 0] * x[:, 2] % 97)
+  assert np.array_equal(A.make("x/y", 97, nonzero_y=True)[1], A.make("x/y", 97)[1])
+  data = modp.TASK.load(experiment("remedies", "preln,f50,op=x*y,nonzero_y=true"))
+  assert len(data.y) == 9312 and data.n_train == 4656
 
 
 def test_bad_inputs():

@@ -41,11 +41,12 @@ def check(op, p):
     raise ValueError(f"p={p} must be at least 2")
 
 
-def make(op="x/y", p=97):
-  """(inputs int32 (N, 4), labels int32 (N,)) over all pairs; y runs over 1..p-1 for division."""
+def make(op="x/y", p=97, nonzero_y=False):
+  """(inputs int32 (N, 4), labels int32 (N,)) over all pairs; y runs over 1..p-1 for division, and for any op
+  with `nonzero_y` (grokfast's data: x * y mod 97 with y != 0, 9312 pairs)."""
   check(op, p)
-  x, y = np.meshgrid(np.arange(p, dtype=np.int64), np.arange(1 if op == "x/y" else 0, p, dtype=np.int64),
-                     indexing="ij")
+  y_from = 1 if op == "x/y" or nonzero_y else 0
+  x, y = np.meshgrid(np.arange(p, dtype=np.int64), np.arange(y_from, p, dtype=np.int64), indexing="ij")
   x, y = x.ravel(), y.ravel()
   z = OPS[op](x, y, p)
   inputs = np.stack([x, np.full_like(x, p), y, np.full_like(x, p + 1)], axis=1)

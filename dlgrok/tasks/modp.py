@@ -39,7 +39,7 @@ class ModP(common.Task):
     common.check_heads(c)
 
   def load(self, c):
-    x, y = algorithmic.make(c.op, c.p)
+    x, y = algorithmic.make(c.op, c.p, c.nonzero_y)
     return common.Data(x=x, y=y, n_train=algorithmic.n_train(len(y), c.frac))
 
   def model(self, c, model_words, data):
