@@ -18,7 +18,7 @@ def paper_ranks(groups):
 
 
 def get_config(arg=""):
-  c = configs.base(task="mod59", p=59, op="x/y", nonzero_y=False, width=128, heads=4, layers=2, init="torch", optimizer="adamw",
-                   lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.0, warmup_steps=9, warmup_start=0.1,
-                   batch_size=512, seeds=5, frac=0.8, steps_by_frac={"f65": 1e6, "f80": 3e5})
+  c = configs.base(task="mod59", p=59, op="x/y", nonzero_y=False, width=128, heads=4, layers=2, init="torch",
+                   optimizer="adamw", lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.0, warmup_steps=9,
+                   warmup_start=0.1, batch_size=512, seeds=5, frac=0.8, steps_by_frac={"f65": 1e6, "f80": 3e5})
   return configs.apply_arg(c, arg, modp.TASK, paper_ranks)

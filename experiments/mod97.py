@@ -22,8 +22,8 @@ def paper_ranks(groups):
 
 
 def get_config(arg=""):
-  c = configs.base(task="mod97", p=97, op="x/y", nonzero_y=False, width=128, heads=4, layers=2, init="torch", optimizer="adamw",
-                   lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.0, warmup_steps=9, warmup_start=0.1,
-                   batch_size=512, seeds=5, frac=0.5,
+  c = configs.base(task="mod97", p=97, op="x/y", nonzero_y=False, width=128, heads=4, layers=2, init="torch",
+                   optimizer="adamw", lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.0, warmup_steps=9,
+                   warmup_start=0.1, batch_size=512, seeds=5, frac=0.5,
                    steps_by_frac={"f50": 1e6, "f65": 1e5, "f80": 1e4})
   return configs.apply_arg(c, arg, modp.TASK, paper_ranks)
