@@ -94,7 +94,7 @@ def test_data_are_loaded_once_per_run(tmp_path, monkeypatch):
   real = algorithmic.make
   monkeypatch.setattr(algorithmic, "make", lambda *a: calls.append(a) or real(*a))
   train.run(tiny_config(group="tok", ranks="r4", steps=5.0, eval_points=2), str(tmp_path))
-  assert calls == [("x+y", 11)]
+  assert calls == [("x+y", 11, False)]
 
 
 def test_metrics_rows_have_the_documented_keys(tmp_path):
