@@ -7,8 +7,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # rounding away from the default level's (tests/regression.py: step-0 metrics in the 7th digit, and training
 # carries that on), so a test compares programs built alike, or to a tolerance. The CLI runs tests start inherit
 # it; an XLA_FLAGS that names the level keeps its own (`--xla_backend_optimization_level=2` tests at the default).
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# XLA's older loop emitters compile these programs in half the time of its fusion emitters (the phase-diagram
+# run of test_readme.py: 33 s -> 15 s of compiling), with results likewise float32 rounding away.
+for flag, value in (("xla_backend_optimization_level", "0"), ("xla_cpu_use_fusion_emitters", "false")):
+  if flag not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --{flag}={value}").strip()
 
 import collections  # noqa: E402
 import shutil  # noqa: E402
