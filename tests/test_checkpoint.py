@@ -31,6 +31,7 @@ def final_params(workdir):
     return step, mngr.restore(step, args=ocp.args.StandardRestore())
 
 
+@pytest.mark.slow  # the default suite has it in test_interrupt.py's chunk:3:SIGHUP and random-moment cases
 def test_sigterm_resume_is_bit_identical(tmp_path):
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   done = subprocess.run(CMD + [f"--workdir={a}"], env=ENV, capture_output=True, text=True, timeout=600)
