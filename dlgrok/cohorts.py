@@ -55,6 +55,8 @@ class Plan:
   data: tasks.Data
   cohorts: tuple
   eval_steps: tuple  # the evaluation points, 0 and the last step included
+  # loop.cohort_fns' cohort functions, made once per plan so that what the memory estimate traces is what trains
+  built: dict = dataclasses.field(default_factory=dict, init=False, compare=False, repr=False)
 
   @property
   def steps(self):

@@ -88,7 +88,17 @@ def build(plan):
   places = [Placement.of(plan.config, len(k.models)) for k in plan.cohorts]
   data = data_arrays(plan, places[0])
   arrays = [model_arrays(plan, k, p) for k, p in zip(plan.cohorts, places)]
-  return places, data, arrays, [make_cohort(plan, k, p) for k, p in zip(plan.cohorts, places)]
+  return places, data, arrays, [cohort_fns(plan, k, p) for k, p in zip(plan.cohorts, places)]
+
+
+def cohort_fns(plan, cohort, placement):
+  """make_cohort's functions, made once per plan, cohort and placement: jax traces a function once for given
+  shapes, so the memory estimate's traces of them are the ones training runs (a run's start-up traced each
+  cohort twice)."""
+  key = (id(cohort), placement)
+  if key not in plan.built:
+    plan.built[key] = make_cohort(plan, cohort, placement)
+  return plan.built[key]
 
 
 @dataclasses.dataclass

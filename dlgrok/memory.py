@@ -108,9 +108,9 @@ def nbytes(tree):
   return sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(tree))
 
 
-def abstract(tree):
-  return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype)),
-                                tree)
+def abstract(tree, sharding=None):
+  return jax.tree_util.tree_map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype), sharding=sharding), tree)
 
 
 def estimate(plan):
@@ -119,18 +119,21 @@ def estimate(plan):
   the data; the peak adds the largest transient of a cohort's train step or evaluation (its activations, for
   the models of one pass, unfused: an upper bound)."""
   d = plan.data
-  data = abstract({"x": d.x, "y": d.y, **({"stream": d.stream} if d.stream is not None else {})})
-  data_bytes = nbytes(data)
   held, transient, devices, models = 0, 0, 1, 0
   for k in plan.cohorts:
     place = loop.Placement.of(plan.config, len(k.models))
+    # placed as training places them (loop.data_arrays, model_arrays), so that training reuses these traces
+    data = abstract({"x": d.x, "y": d.y, **({"stream": d.stream} if d.stream is not None else {})},
+                    place.replicated)
+    data_bytes = nbytes(data)
     devices, models = place.devices, max(models, place.size + place.pad)
-    fns = loop.make_cohort(plan, k, place)
-    arrays = abstract(jax.eval_shape(lambda: loop.model_arrays(plan, k, place)))
-    state = jax.eval_shape(fns.init, arrays, data)
+    fns = loop.cohort_fns(plan, k, place)
+    arrays = abstract(jax.eval_shape(lambda: loop.model_arrays(plan, k, place)), place.sharding)
+    with jax.default_matmul_precision(plan.config.matmul_precision):  # as training traces them: traced once
+      state = jax.eval_shape(fns.init, arrays, data)
+      step = jax.make_jaxpr(fns.chunk)(state, arrays, data, jnp.int32(0), jnp.int32(1)).jaxpr
+      ev = jax.make_jaxpr(fns.evaluate)(state["params"], arrays, data).jaxpr
     state_bytes, params_bytes = nbytes((state, arrays)), nbytes(state["params"])
-    step = jax.make_jaxpr(fns.chunk)(state, arrays, data, jnp.int32(0), jnp.int32(1)).jaxpr
-    ev = jax.make_jaxpr(fns.evaluate)(state["params"], arrays, data).jaxpr
     held += state_bytes
     transient = max(transient, peak(step) - state_bytes - data_bytes,
                     peak(ev) - params_bytes - data_bytes)

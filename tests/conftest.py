@@ -82,16 +82,26 @@ def tiny():
   return tiny_config
 
 
+def counting(event, name_of):
+  made = collections.Counter()
+
+  def listen(name, duration, fun_name="", **_):
+    if name == event:
+      made[fun_name] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  yield lambda name: made[name_of(name)]
+  jax.monitoring.unregister_event_duration_listener(listen)
+
+
 @pytest.fixture
 def compiles():
   """compiles(name): how many executables XLA made for the jitted function `name` since the test began, compiled
   or loaded from the persistent cache; a call that reuses one adds none."""
-  made = collections.Counter()
+  yield from counting("/jax/core/compile/backend_compile_duration", lambda name: f"jit({name})")
 
-  def listen(event, duration, fun_name="", **_):
-    if event == "/jax/core/compile/backend_compile_duration":
-      made[fun_name] += 1
 
-  jax.monitoring.register_event_duration_secs_listener(listen)
-  yield lambda name: made[f"jit({name})"]
-  jax.monitoring.unregister_event_duration_listener(listen)
+@pytest.fixture
+def traces():
+  """traces(name): how many times jax traced the function `name` to a jaxpr since the test began."""
+  yield from counting("/jax/core/compile/jaxpr_trace_duration", lambda name: name)

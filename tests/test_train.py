@@ -76,8 +76,10 @@ def test_vmapped_equals_one_by_one(tmp_path):
       assert abs(v - y["stable_rank"][layer]) <= 1e-5, layer
 
 
-def test_tiny_config_learns_with_one_compilation(tmp_path, compiles):
+def test_tiny_config_learns_with_one_compilation(tmp_path, compiles, traces):
   train.run(tiny_config(steps=500.0, eval_points=12, baseline=False, group="ffn", ranks="r16"), str(tmp_path / "a"))
+  # traced once each: training reuses the memory estimate's traces
+  assert [traces(f) for f in ("init", "chunk", "evaluate")] == [1, 1, 1]
   rows = metrics.read(str(tmp_path / "a"))
   last = [r for r in rows if r["step"] == 500]
   assert len(last) == 2 and min(r["train_acc"] for r in last) >= 0.99
