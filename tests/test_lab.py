@@ -136,8 +136,8 @@ def test_per_model_fractions_have_their_own_splits():
 def test_remedy_state_resumes_bit_identically(tmp_path):
   """grokfast EMA buffers and MA windows live in the optimiser state: a SIGTERM in the chunk that ends on an
   evaluation point, then the same command, gives the uninterrupted run's metrics and parameters."""
-  cmd = [sys.executable, "-m", "dlgrok.main",
-         f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:grokfast_ema,grokfast_ma,{TINY},ma_windows=3,baseline=false",
+  arg = f"grokfast_ema,grokfast_ma,{TINY},ma_windows=3,baseline=false"
+  cmd = [sys.executable, "-m", "dlgrok.main", f"--config={os.path.join(ROOT, 'experiments', 'mod97.py')}:{arg}",
          "--config.steps=120", "--config.eval_points=5", "--config.progress_seconds=0.05"]
   env = CLI_ENV
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
