@@ -100,7 +100,6 @@ def test_interrupted_at_a_named_moment_resumes_identically(tmp_path, reference, 
   if moment == "chunk" and sig != "SIGKILL":  # saved where it stopped, between evaluation points
     stopped = int(first.stderr.split(f"interrupted by {sig} at step ")[1].split(";")[0])
     assert stopped not in EVAL and f"resumed from the checkpoint at step {stopped}" in again.stdout
-    assert f"step {stopped}/300" in first.stdout
   if (moment, sig) == ("start-up", "SIGTERM"):
     assert "during start-up" in first.stderr
   if (moment, sig) == ("saved-0", "SIGKILL"):
