@@ -119,13 +119,13 @@ def estimate(plan):
   the data; the peak adds the largest transient of a cohort's train step or evaluation (its activations, for
   the models of one pass, unfused: an upper bound)."""
   d = plan.data
+  # placed as loop.build places them, so that training reuses these traces
+  places = [loop.Placement.of(plan.config, len(k.models)) for k in plan.cohorts]
+  data = abstract({"x": d.x, "y": d.y, **({"stream": d.stream} if d.stream is not None else {})},
+                  places[0].replicated)
+  data_bytes = nbytes(data)
   held, transient, devices, models = 0, 0, 1, 0
-  for k in plan.cohorts:
-    place = loop.Placement.of(plan.config, len(k.models))
-    # placed as training places them (loop.data_arrays, model_arrays), so that training reuses these traces
-    data = abstract({"x": d.x, "y": d.y, **({"stream": d.stream} if d.stream is not None else {})},
-                    place.replicated)
-    data_bytes = nbytes(data)
+  for k, place in zip(plan.cohorts, places):
     devices, models = place.devices, max(models, place.size + place.pad)
     fns = loop.cohort_fns(plan, k, place)
     arrays = abstract(jax.eval_shape(lambda: loop.model_arrays(plan, k, place)), place.sharding)
